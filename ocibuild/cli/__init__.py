@@ -1,0 +1,25 @@
+"""The `ocibuild` command: argparse -> options -> library call. Exit codes live only here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ocibuild import __version__
+from ocibuild.cli import build, images, inspect
+from ocibuild.cli.common import run_verb
+
+VERBS = {"build": build, "inspect": inspect, "images": images}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ocibuild", description="Build OCI images without a Docker daemon.")
+    parser.add_argument("--version", action="version", version=f"ocibuild {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for name, module in VERBS.items():
+        module.add_parser(sub)
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return run_verb(VERBS[args.verb].run, args)

@@ -13,10 +13,10 @@ ALLOWED = {
     "store": {"oci"},
     "sandbox": {"oci", "layer"},
     "registry": {"oci", "store"},
-    "build": {"oci", "dockerfile", "layer", "store", "sandbox", "registry"},
+    "builder": {"oci", "dockerfile", "layer", "store", "sandbox", "registry"},
     "manifests": {"oci", "store", "registry"},
-    "layerspec": {"oci", "layer", "store", "build"},
-    "cli": {"oci", "dockerfile", "layer", "store", "sandbox", "registry", "build", "manifests", "layerspec"},
+    "layerspec": {"oci", "layer", "store", "builder"},
+    "cli": {"oci", "dockerfile", "layer", "store", "sandbox", "registry", "builder", "manifests", "layerspec"},
 }
 THIRD_PARTY_OWNERS = {"oras": {"registry"}, "dockerfile": {"dockerfile"}}
 

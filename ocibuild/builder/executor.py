@@ -1,0 +1,191 @@
+"""A build: the Dockerfile's needed stages for every platform, then one image or index.
+
+`Build` holds what is shared by all stages and platforms (the store, the context, the layer
+maker, the clock); `StageRunner` executes instructions. Nothing here writes outputs: the
+result is a descriptor in the local blob store that `export` hands to the outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ocibuild.builder.add import plan_add
+from ocibuild.builder.base import load_image
+from ocibuild.builder.events import NullReporter, Reporter, Steps
+from ocibuild.builder.layers import LayerMaker
+from ocibuild.builder.options import BuildOptions, ContextSpec
+from ocibuild.builder.sources import ContextFS
+from ocibuild.builder.stage import StageRunner
+from ocibuild.builder.state import ImageState
+from ocibuild.dockerfile import Dockerfile, GlobalScope, StageScope, expand_from, load_ignore, parse, plan
+from ocibuild.dockerfile.ignore import match_component
+from ocibuild.errors import BuildError, ContextError, NotFound, NotSupported, OcibuildError
+from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Reference, host_platform, rfc3339
+from ocibuild.store.archive import open_source
+from ocibuild.store.cachedir import cache_dir
+from ocibuild.store.images import ImageStore
+
+
+@dataclass
+class BuildResult:
+    """What a build made: the image index (several platforms) or manifest (one), in the local store."""
+
+    descriptor: Descriptor
+    manifests: dict[str, Descriptor]
+    images: dict[str, ImageState] = field(repr=False, default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def digest(self):
+        return self.descriptor.digest
+
+
+class Build:
+    def __init__(self, opts: BuildOptions, reporter: Reporter | None = None):
+        self.opts = opts
+        self.steps = Steps(reporter or NullReporter())
+        self.cache = Path(opts.cache_dir) if opts.cache_dir else cache_dir()
+        self.images = ImageStore(self.cache)
+        self.blobs = self.images.layout.blobs
+        self.epoch = opts.source_date_epoch
+        self.mtime = self.epoch if self.epoch is not None else int(time.time())
+        self.created = rfc3339(self.mtime)
+        self.layers = LayerMaker(self.blobs, opts.compression, opts.compression_level)
+        self.dockerfile, self.context_fs = self._load_definition()
+        self.named = {c.name: c for c in opts.build_contexts}
+        self.scratch = tempfile.mkdtemp(prefix="ocibuild-")
+        self._stages: dict[tuple[str, int], ImageState] = {}
+        self._bases: dict[tuple[str, str], ImageState] = {}
+
+    def _load_definition(self) -> tuple[Dockerfile, ContextFS]:
+        context = self.opts.context
+        if not os.path.isdir(context):
+            raise ContextError(f"build context {context!r} is not a directory")
+        path = self.opts.dockerfile or os.path.join(context, "Dockerfile")
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ContextError(f"cannot read the Dockerfile {path!r}: {e.strerror}") from None
+        dockerfile = parse(text, filename=os.path.basename(path))
+        ignore = load_ignore(context, path)
+        return dockerfile, ContextFS(context, ignore.excluded, ignore.may_contain_exceptions)
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self) -> BuildResult:
+        try:
+            platforms = self.opts.platforms or [host_platform()]
+            images = {str(p): self._build_platform(p, multi=len(platforms) > 1) for p in platforms}
+            manifests = {name: self._write_image(state) for name, state in images.items()}
+            if len(manifests) == 1:
+                top = next(iter(manifests.values()))
+            else:
+                index = Index(manifests=tuple(manifests.values()))
+                top = index.descriptor()
+                self.blobs.put_bytes(index.to_json(), top.digest)
+            return BuildResult(top, manifests, images)
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _build_platform(self, platform: Platform, *, multi: bool) -> ImageState:
+        host = host_platform()
+        automatic = {**platform.build_args("TARGET"), **host.build_args("BUILD")}
+        scope = GlobalScope(self.dockerfile, self.opts.build_args, automatic)
+        order = plan(self.dockerfile, self.opts.target, scope)
+        label = f"{platform} " if multi else ""
+        state = None
+        for stage in order:
+            state = self._build_stage(stage, platform, scope, label)
+        assert state is not None
+        for key, value in self.opts.labels.items():
+            state.config = state.config.with_config(labels={**state.config.config.labels, key: value})
+        return state
+
+    def _build_stage(self, stage, platform: Platform, scope: GlobalScope, label: str) -> ImageState:
+        base_name, stage_platform = expand_from(stage, scope)
+        stage_platform = stage_platform or platform
+        title = f"[{label}{stage.name or f'stage-{stage.index}'} 1/{len(stage.instructions) + 1}] " \
+                f"{stage.from_.original}"
+        try:
+            state = self.steps.run(title, lambda step: self._base(base_name, stage_platform, str(platform)))
+        except OcibuildError as e:
+            raise e.at(stage.from_.location, "FROM") from None
+        state.config = _fresh_config(state, self.created)
+        stage_scope = StageScope(scope, state.config.config.env)
+        StageRunner(self, label, platform).run(stage, state, stage_scope)
+        self._stages[(str(platform), stage.index)] = state
+        return state
+
+    def _base(self, name: str, platform: Platform, build_platform: str) -> ImageState:
+        if name.lower() == "scratch":
+            return ImageState.scratch(platform)
+        stage = self.dockerfile.stage_named(name)
+        if stage is not None:
+            return self._stages[(build_platform, stage.index)].child()
+        return self._image(name, platform).child()
+
+    def _image(self, name: str, platform: Platform) -> ImageState:
+        """A named build context or an image of the local store, for ``platform``."""
+        key = (name.lower(), str(platform))
+        if key not in self._bases:
+            spec = self.named.get(name.lower())
+            if spec is not None and spec.kind == "dir":
+                raise BuildError(f"build context {name!r} is a directory, not an image")
+            source, desc, what = self._locate(spec, name)
+            try:
+                self._bases[key] = load_image(source, desc, platform, self.blobs, self.cache)
+            except NotFound as e:
+                raise NotFound(f"{what}: {e.message}") from None
+        return self._bases[key]
+
+    def _locate(self, spec: ContextSpec | None, name: str):
+        if spec is not None:
+            source = open_source(spec.path)
+            return source, source.resolve(spec.ref or None), f"build context {spec.name!r}"
+        ref = Reference.parse(name)
+        desc = self.images.lookup(ref)
+        if desc is None:
+            raise NotSupported(f"image {ref.familiar()!r} is not in the local image store and pulling from "
+                               "registries is not supported yet; use --build-context NAME=oci-layout://PATH")
+        return self.images.layout, desc, f"local image {ref.familiar()!r}"
+
+    # -- services for StageRunner ----------------------------------------------------------
+
+    def copy_source(self, name: str, target: Platform, platform: Platform):
+        """What `COPY --from=name` reads: an earlier stage (of this build's ``target``), a named
+        context or an image (for the stage's ``platform``)."""
+        stage = self.dockerfile.stage_named(name)
+        if stage is not None:
+            found = self._stages.get((str(target), stage.index))
+            if found is None:
+                raise BuildError(f"stage {name!r} has not been built before this step")
+            return found
+        spec = self.named.get(name.lower())
+        if spec is not None and spec.kind == "dir":
+            return ContextFS(spec.path)
+        return self._image(name, platform)
+
+    def plan_add(self, req, tree):
+        return plan_add(req, tree, match_component, self.scratch)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _write_image(self, state: ImageState) -> Descriptor:
+        config = state.config.to_json()
+        config_desc = Descriptor.for_bytes(MediaType.OCI_CONFIG, config)
+        self.blobs.put_bytes(config, config_desc.digest)
+        manifest = Manifest(config=config_desc, layers=state.layers)
+        data = manifest.to_json()
+        desc = manifest.descriptor(platform=state.config.platform)
+        self.blobs.put_bytes(data, desc.digest)
+        return desc
+
+
+def _fresh_config(state: ImageState, created: str):
+    return replace(state.config, created=created)

@@ -1,0 +1,34 @@
+"""What every verb shares: error reporting and exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from ocibuild.errors import OcibuildError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_debug(parser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+
+def run_verb(fn, args) -> int:
+    """Run a verb; map errors to one line on stderr (a traceback only with --debug) and an exit code."""
+    try:
+        return fn(args) or EXIT_OK
+    except KeyboardInterrupt:
+        print("ocibuild: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OcibuildError as e:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"ERROR: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # an edge the library did not translate: still one line, with the file
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"ERROR:{where} {e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR

@@ -22,7 +22,7 @@ from ocibuild.builder.options import BuildOptions, ContextSpec
 from ocibuild.builder.sources import ContextFS
 from ocibuild.builder.stage import StageRunner
 from ocibuild.builder.state import ImageState
-from ocibuild.dockerfile import Dockerfile, GlobalScope, StageScope, expand_from, load_ignore, parse, plan
+from ocibuild.dockerfile import Dockerfile, GlobalScope, StageScope, expand_from, load_ignore, needed_stages, parse
 from ocibuild.dockerfile.ignore import match_component
 from ocibuild.errors import BuildError, ContextError, NotFound, NotSupported, OcibuildError
 from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Reference, host_platform, rfc3339
@@ -60,6 +60,7 @@ class Build:
         self.named = {c.name: c for c in opts.build_contexts}
         self.scratch = tempfile.mkdtemp(prefix="ocibuild-")
         self._stages: dict[tuple[str, int], ImageState] = {}
+        self._scopes: dict[tuple[str, int], StageScope] = {}
         self._bases: dict[tuple[str, str], ImageState] = {}
 
     def _load_definition(self) -> tuple[Dockerfile, ContextFS]:
@@ -97,7 +98,7 @@ class Build:
         host = host_platform()
         automatic = {**platform.build_args("TARGET"), **host.build_args("BUILD")}
         scope = GlobalScope(self.dockerfile, self.opts.build_args, automatic)
-        order = plan(self.dockerfile, self.opts.target, scope)
+        order = needed_stages(self.dockerfile, self.opts.target, scope)
         label = f"{platform} " if multi else ""
         state = None
         for stage in order:
@@ -108,24 +109,29 @@ class Build:
         return state
 
     def _build_stage(self, stage, platform: Platform, scope: GlobalScope, label: str) -> ImageState:
-        base_name, stage_platform = expand_from(stage, scope)
-        stage_platform = stage_platform or platform
-        title = f"[{label}{stage.name or f'stage-{stage.index}'} 1/{len(stage.instructions) + 1}] " \
-                f"{stage.from_.original}"
+        frm = stage.from_instr
+        title = f"[{label}{stage.display_name} 1/{len(stage.instructions) + 1}] {frm.original}"
         try:
+            base_name, requested = expand_from(stage, scope)
+            stage_platform = Platform.parse(requested) if requested else platform
             state = self.steps.run(title, lambda step: self._base(base_name, stage_platform, str(platform)))
         except OcibuildError as e:
-            raise e.at(stage.from_.location, "FROM") from None
-        state.config = _fresh_config(state, self.created)
-        stage_scope = StageScope(scope, state.config.config.env)
+            raise e.at(frm.location, "FROM") from None
+        state.config = replace(state.config, created=self.created)
+        parent = self.dockerfile.find_stage(base_name)
+        if parent is not None and parent.index < stage.index:
+            stage_scope = scope.stage(parent=self._scopes[(str(platform), parent.index)])
+        else:
+            stage_scope = scope.stage(base_env=state.config.config.env)
         StageRunner(self, label, platform).run(stage, state, stage_scope)
         self._stages[(str(platform), stage.index)] = state
+        self._scopes[(str(platform), stage.index)] = stage_scope
         return state
 
     def _base(self, name: str, platform: Platform, build_platform: str) -> ImageState:
         if name.lower() == "scratch":
             return ImageState.scratch(platform)
-        stage = self.dockerfile.stage_named(name)
+        stage = self.dockerfile.find_stage(name)
         if stage is not None:
             return self._stages[(build_platform, stage.index)].child()
         return self._image(name, platform).child()
@@ -160,7 +166,7 @@ class Build:
     def copy_source(self, name: str, target: Platform, platform: Platform):
         """What `COPY --from=name` reads: an earlier stage (of this build's ``target``), a named
         context or an image (for the stage's ``platform``)."""
-        stage = self.dockerfile.stage_named(name)
+        stage = self.dockerfile.find_stage(name)
         if stage is not None:
             found = self._stages.get((str(target), stage.index))
             if found is None:
@@ -186,6 +192,3 @@ class Build:
         self.blobs.put_bytes(data, desc.digest)
         return desc
 
-
-def _fresh_config(state: ImageState, created: str):
-    return replace(state.config, created=created)

@@ -12,7 +12,7 @@ import tarfile
 import tempfile
 from dataclasses import replace
 
-from ocibuild.builder.base import tree_from_dir
+from ocibuild.builder.base import plain_owners, tree_from_dir
 from ocibuild.builder.copy import CopyRequest, plan_copy
 from ocibuild.builder.sources import WILDCARDS, ContextFS, TreeFS
 from ocibuild.builder.tree import Tree, clean
@@ -72,4 +72,4 @@ def _unpack(path: str, scratch: str) -> Tree:
     owners: dict = {}
     with open(path, "rb") as raw, open_layer(raw) as stream:
         apply_layer(target, stream, layer=os.path.basename(path), owners=owners)
-    return tree_from_dir(target, owners)
+    return tree_from_dir(target, plain_owners(owners))

@@ -65,7 +65,7 @@ def _unpack(blobs: BlobStore, layers: tuple[Descriptor, ...], root: Path) -> Non
         for layer in layers:
             with blobs.open(layer.digest) as raw, open_layer(raw, layer.media_type) as stream:
                 apply_layer(str(tmp / "rootfs"), stream, layer=str(layer.digest), owners=owners)
-        (tmp / "owners.json").write_text(json.dumps(_plain(owners)))
+        (tmp / "owners.json").write_text(json.dumps(plain_owners(owners)))
         try:
             os.rename(tmp, root)
         except OSError:
@@ -76,8 +76,9 @@ def _unpack(blobs: BlobStore, layers: tuple[Descriptor, ...], root: Path) -> Non
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _plain(owners: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in owners.items()}
+def plain_owners(owners: dict) -> dict:
+    """Owners as JSON: path -> [uid, gid, mode] (device nodes a rootless unpack skipped are dropped)."""
+    return {path: [o.uid, o.gid, o.mode] for path, o in owners.items() if o.kind is None}
 
 
 def tree_from_dir(rootfs: str, owners: dict) -> Tree:
@@ -87,6 +88,6 @@ def tree_from_dir(rootfs: str, owners: dict) -> Tree:
         entry = entry_from_stat(rel, os.path.join(rootfs, rel), info)
         recorded = owners.get(rel)
         if recorded is not None:
-            entry.uid, entry.gid = recorded[0], recorded[1]
+            entry.uid, entry.gid, entry.mode = recorded
         tree.put(entry)
     return tree

@@ -60,6 +60,7 @@ class Build:
         self.named = {c.name: c for c in opts.build_contexts}
         self.scratch = tempfile.mkdtemp(prefix="ocibuild-")
         self._stages: dict[tuple[str, int], ImageState] = {}
+        self._unused: list[str] = []
         self._scopes: dict[tuple[str, int], StageScope] = {}
         self._bases: dict[tuple[str, str], ImageState] = {}
 
@@ -83,6 +84,8 @@ class Build:
         try:
             platforms = self.opts.platforms or [host_platform()]
             images = {str(p): self._build_platform(p, multi=len(platforms) > 1) for p in platforms}
+            for name in self._unused:
+                self.steps.reporter.warn(f"build argument {name!r} is not consumed by any instruction")
             manifests = {name: self._write_image(state) for name, state in images.items()}
             if len(manifests) == 1:
                 top = next(iter(manifests.values()))
@@ -104,6 +107,7 @@ class Build:
         for stage in order:
             state = self._build_stage(stage, platform, scope, label)
         assert state is not None
+        self._unused = scope.unused_build_args()
         for key, value in self.opts.labels.items():
             state.config = state.config.with_config(labels={**state.config.config.labels, key: value})
         return state
@@ -118,6 +122,8 @@ class Build:
         except OcibuildError as e:
             raise e.at(frm.location, "FROM") from None
         state.config = replace(state.config, created=self.created)
+        if not state.config.config.working_dir:  # BuildKit records "/" rather than nothing
+            state.config = state.config.with_config(working_dir="/")
         parent = self.dockerfile.find_stage(base_name)
         if parent is not None and parent.index < stage.index:
             stage_scope = scope.stage(parent=self._scopes[(str(platform), parent.index)])

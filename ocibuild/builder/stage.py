@@ -7,7 +7,8 @@ from ocibuild.builder.copy import CopyRequest, plan_copy, plan_mkdir
 from ocibuild.builder.sources import ContextFS, SourceFS, TreeFS
 from ocibuild.builder.state import ImageState
 from ocibuild.builder.users import resolve_owner
-from ocibuild.dockerfile import StageScope, step
+from ocibuild.dockerfile import StageScope
+from ocibuild.dockerfile import step as expand_step
 from ocibuild.dockerfile import instructions as ins
 from ocibuild.dockerfile.ignore import match_component
 from ocibuild.errors import BuildError, NotSupported, OcibuildError
@@ -41,7 +42,7 @@ class StageRunner:
     def _apply(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> None:
         if isinstance(instr, ins.RunInstr):
             raise NotSupported("RUN is not yet supported by this version of ocibuild")
-        expanded = step(instr, scope)
+        expanded = expand_step(instr, scope)
         if isinstance(expanded, ins.ArgInstr):
             self._history(state, "ARG " + " ".join(_arg_text(a) for a in expanded.args), empty=True)
             return

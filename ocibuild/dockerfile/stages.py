@@ -57,11 +57,12 @@ class Dockerfile:
     filename: str = "Dockerfile"
 
     def find_stage(self, name: str) -> Stage | None:
-        """The stage named ``name`` (case-insensitive), or None."""
+        """The stage named ``name`` (case-insensitive) or numbered ``name`` (`COPY --from=0`), or None."""
+        if name.isdigit():
+            index = int(name)
+            return self.stages[index] if index < len(self.stages) else None
         wanted = name.lower()
         return next((s for s in self.stages if s.name == wanted), None)
-
-    stage_named = find_stage
 
     def global_scope(self, build_args: Mapping[str, str] | None = None,
                      platform_args: Mapping[str, str] | None = None) -> GlobalScope:

@@ -32,7 +32,9 @@ def run_tools(layout_dir: Path, transport: str, transport_path: Path, tools) -> 
         found = images(layout)
         if "skopeo" in tools:
             problems += _skopeo_problems(layout, found, transport, transport_path)
-        flat_needed = any(image.nested for image in found)
+        # umoci addresses images only by ref.name: an untagged image (a build without -t) gets one
+        # in the flattened copy, like a nested index does.
+        flat_needed = any(image.nested or not image.ref_name for image in found)
         with tempfile.TemporaryDirectory(prefix="flat-layout-") as tmp:
             flat, tags = (_flatten(layout_dir, found, Path(tmp) / "layout") if flat_needed
                           else (layout_dir, [_tag_of(layout, image) for image in found]))

@@ -48,7 +48,7 @@ def test_stages_and_global_args():
     assert (first.index, first.name, first.base, first.display_name) == (0, "build", "alpine", "build")
     assert (second.name, second.base, second.display_name) == (None, "build", "stage-1")
     assert first.location == Location("Dockerfile", 3, 3)
-    assert df.find_stage("BUILD") is first and df.stage_named("nope") is None
+    assert df.find_stage("BUILD") is first and df.find_stage("nope") is None
     assert first.from_ is first.from_instr
 
 

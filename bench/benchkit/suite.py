@@ -1,0 +1,236 @@
+"""The benchmark table and the loop that runs it.
+
+A benchmark is a row: a name, the dataset it builds, the Dockerfile, per-tool
+extra flags and its targets. Adding one is adding a row (and a dataset maker if
+it needs new data). Tools run alternately (buildah, ocibuild, buildah, ...) so
+slow drift of the machine (thermal, background writeback) hits both alike.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from . import datasets, ociout
+from .datasets import GiB
+
+DATASETS: Mapping[str, Callable[[], list[datasets.FileSpec]]] = {
+    "big": lambda: datasets.big_layout(GiB),
+    "big-256m": lambda: datasets.big_layout(GiB // 4),  # same 2,000 files, a quarter of the bytes
+    "small": datasets.small_layout,
+}
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What ocibuild must reach on a benchmark; None means no target on that axis."""
+
+    max_wall_ratio: float | None = None   # ocibuild median / buildah median
+    min_mb_per_s: float | None = None     # context bytes / ocibuild median, in 10^6 bytes/s
+    min_compression_share: float | None = None  # ocibuild's compression ratio / buildah's
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    dataset: str
+    dockerfile: str
+    measures: str
+    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # tool name -> extra build flags
+    targets: Targets = Targets()
+    default: bool = True  # False: runs only when named by --only or --scale
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("big", "big", "FROM scratch\nCOPY . /data/\n",
+              "1 GiB in 2,000 files, half incompressible: hashing and compression throughput",
+              targets=Targets(max_wall_ratio=0.15, min_mb_per_s=300, min_compression_share=0.95)),
+    Benchmark("big-256m", "big-256m", "FROM scratch\nCOPY . /data/\n",
+              "`big` at 0.25 GiB (same file count): with `big`, shows whether peak RSS grows with bytes",
+              targets=Targets(min_compression_share=0.95), default=False),
+    Benchmark("small", "small", "FROM scratch\nCOPY . /app/\n",
+              "50,000 files of 1-4 KiB: per-file overhead (stat, open, tar headers)",
+              targets=Targets(max_wall_ratio=0.3)),
+    # Hooks for later rows (each needs a little support in tools.py first):
+    #   Benchmark("run-busybox", "small", "FROM busybox\nRUN ...", ...)   base image from layers/busybox
+    #   Benchmark("push", "big", ..., flags={"ocibuild": ("--output", "type=registry,...")})  local registry
+    #   Benchmark("rebuild", "small", ...)  second build against a warm OCIBUILD_CACHE_DIR / --layers=true
+)
+SCALE = ("big-256m", "big")
+
+
+def select(only: list[str], scale: bool) -> list[Benchmark]:
+    """Benchmarks named by --only (in table order), or the scale pair, or the defaults."""
+    by_name = {b.name: b for b in BENCHMARKS}
+    unknown = [n for n in only if n not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(by_name)}")
+    wanted = set(only) | (set(SCALE) if scale else set())
+    return [b for b in BENCHMARKS if (b.name in wanted if wanted else b.default)]
+
+
+@dataclass
+class Context:
+    """Where a benchmark session keeps things, and how it talks."""
+
+    cache_dir: Path
+    work_dir: Path
+    repeat: int
+    keep: bool
+    log: Callable[[str], None] = print
+
+
+def run_benchmark(bench: Benchmark, tools: list, ctx: Context) -> dict:
+    """Run `bench` `ctx.repeat` times per tool, alternating tools; return its JSON record."""
+    ds = datasets.ensure(ctx.cache_dir, bench.dataset, DATASETS[bench.dataset](), log=ctx.log)
+    home = ctx.work_dir / bench.name
+    home.mkdir(parents=True)
+    dockerfile = home / "Dockerfile"
+    dockerfile.write_text(bench.dockerfile)
+    ctx.log(f"[{bench.name}] {ds.bytes / 2**20:,.0f} MiB in {ds.files:,} files; the page cache is warmed "
+            f"before every run")
+    runs: dict[str, list[dict]] = {t.name: [] for t in tools}
+    for i in range(ctx.repeat):
+        for tool in tools:
+            if runs[tool.name] and not runs[tool.name][-1]["ok"]:
+                continue  # it failed once; the rest of its runs would fail the same way
+            record = _one_run(tool, bench, ds, dockerfile, home / f"{tool.name}-{i + 1}", ctx)
+            runs[tool.name].append(record)
+    for scratch in sorted(p for p in home.iterdir() if p.is_dir()):
+        _discard(scratch, scratch.with_suffix(".tar"), ctx)
+    return {"name": bench.name, "measures": bench.measures, "dockerfile": bench.dockerfile,
+            "dataset": {"name": ds.name, "path": str(ds.context), "files": ds.files, "bytes": ds.bytes,
+                        "generate_seconds": ds.generate_seconds, "generated_now": ds.generated_now},
+            "targets": vars(bench.targets),
+            "tools": {name: summarize(rs) for name, rs in runs.items()}}
+
+
+def _one_run(tool, bench: Benchmark, ds: datasets.Dataset, dockerfile: Path, scratch: Path,
+             ctx: Context) -> dict:
+    scratch.mkdir()
+    out = scratch.with_suffix(".tar")
+    noise = _prepare(ds.context)
+    run = tool.build(dockerfile, ds.context, out, scratch, bench.flags.get(tool.name, ()))
+    record = {"ok": run.ok, "seconds": round(run.seconds, 3), "cpu_seconds": round(run.cpu_seconds, 3),
+              "maxrss_kib": run.maxrss_kib, **noise,
+              "steps": {k: {"seconds": round(s.seconds, 3), "user_seconds": round(s.user_seconds, 3),
+                            "system_seconds": round(s.system_seconds, 3),
+                            "maxrss_kib": s.maxrss_kib, "returncode": s.returncode}
+                        for k, s in run.steps.items()}}
+    if run.ok:
+        record.update(_layers(out))
+    else:
+        step = run.failed_step()
+        tail = step.stderr_tail()
+        last = tail.splitlines()[-1].strip() if tail else "no stderr"
+        record.update(error=f"exit {step.returncode}: {last}", command=step.argv, stderr_tail=tail)
+    ctx.log(_run_line(bench.name, tool.name, scratch.name, record))
+    tool.cleanup(scratch)  # deletion waits for the end of the benchmark: see _discard
+    return record
+
+
+def _prepare(context: Path) -> dict:
+    """Untimed set-up before a run; returns how busy the machine was just before it.
+
+    The context is read again before every run, not once per benchmark: some
+    hosts (DAMON proactive reclaim, see README) evict file pages untouched for a
+    minute, so one read at the start would leave later runs reading from disk.
+    """
+    os.sync()  # flush the previous run's writes now, not during this run's timing
+    start = time.perf_counter()
+    datasets.warm(context)
+    return {"warm_seconds": round(time.perf_counter() - start, 3), "load_before": os.getloadavg()[0],
+            "cpu_pressure_before": _pressure("cpu")}
+
+
+def _pressure(resource: str) -> float | None:
+    """PSI "some avg10" (% of the last 10 s that a task waited), None where PSI is off."""
+    try:
+        with open(f"/proc/pressure/{resource}") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _layers(out: Path) -> dict:
+    try:
+        layers = ociout.layers_of(out)
+    except ociout.NotAnImage as e:
+        return {"ok": False, "error": str(e)}
+    return {"manifests": layers.manifests, "layers": layers.count, "layer_bytes": layers.bytes,
+            "layer_media_types": list(layers.media_types)}
+
+
+def _run_line(bench: str, tool: str, run_name: str, r: dict) -> str:
+    head = f"[{bench}] {run_name}:"
+    if not r["ok"]:
+        tail = r.get("stderr_tail", "")
+        cmd = " ".join(r.get("command", []))
+        return f"{head} FAILED ({r['error']})\n    command: {cmd}" + (
+            f"\n    stderr (last lines):\n{_indent(tail)}" if tail else "")
+    steps = ", ".join(f"{k} {s['seconds']:.2f} s" for k, s in r["steps"].items())
+    system = sum(s["system_seconds"] for s in r["steps"].values())
+    return (f"{head} {r['seconds']:.2f} s ({steps}), CPU {r['cpu_seconds']:.2f} s (system {system:.2f}), peak RSS {r['maxrss_kib'] / 1024:,.0f} MiB, "
+            f"layers {r['layer_bytes'] / 2**20:,.1f} MiB; load before {r['load_before']:.1f}")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("      " + line for line in text.splitlines())
+
+
+def _discard(scratch: Path, out: Path, ctx: Context) -> None:
+    """Delete the tool's state (always) and its output and logs (unless --keep).
+
+    Called once all runs of a benchmark are done, not between runs: ext4's inode
+    allocator skips inodes deleted in the last few minutes (recently_deleted() in
+    fs/ext4/ialloc.c), so deleting one run's 100,000+ files made the next run's
+    file creation slower and slower (buildah on `small`: 28 s, 69 s, 110 s, nearly
+    all of the growth in system time). Each run still starts from an empty root.
+    """
+    for p in [p for p in scratch.iterdir() if p.is_dir()] if ctx.keep else [scratch]:
+        remove_tree(p, ctx.log)
+    if not ctx.keep:
+        out.unlink(missing_ok=True)
+
+
+def remove_tree(path: Path, log: Callable[[str], None] = print) -> bool:
+    """rmtree that refuses to descend through a mount point; True if `path` is gone.
+
+    A RUN that left a bind mount of / or /dev under a buildah root must not turn
+    cleanup into a disaster.
+    """
+    mounted = [m for m in _mount_points() if m == str(path) or m.startswith(f"{path}/")]
+    if mounted:
+        log(f"not deleting {path}: still mounted: {', '.join(mounted)}")
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Median, spread and peaks over the successful runs of one tool."""
+    good = [r for r in runs if r["ok"]]
+    summary: dict = {"runs": runs, "ok_runs": len(good)}
+    if not good:
+        summary["error"] = runs[-1].get("error") if runs else "not run"
+        return summary
+    secs = [r["seconds"] for r in good]
+    summary.update(median_seconds=statistics.median(secs), min_seconds=min(secs), max_seconds=max(secs),
+                   median_cpu_seconds=statistics.median(r["cpu_seconds"] for r in good),
+                   max_load_before=max(r["load_before"] for r in good),
+                   maxrss_kib=max(r["maxrss_kib"] for r in good),
+                   layer_bytes=int(statistics.median(r["layer_bytes"] for r in good)),
+                   layer_media_types=good[0]["layer_media_types"],
+                   step_median_seconds={k: statistics.median(r["steps"][k]["seconds"] for r in good)
+                                        for k in good[0]["steps"]})
+    return summary

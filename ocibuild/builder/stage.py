@@ -41,7 +41,7 @@ class StageRunner:
 
     def _apply(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> None:
         if isinstance(instr, ins.RunInstr):
-            raise NotSupported("RUN is not yet supported by this version of ocibuild")
+            raise NotSupported("not yet supported by this version of ocibuild")
         expanded = expand_step(instr, scope)
         if isinstance(expanded, ins.ArgInstr):
             self._history(state, "ARG " + " ".join(_arg_text(a) for a in expanded.args), empty=True)

@@ -81,7 +81,7 @@ def _expand_sources(req: CopyRequest, match) -> list[str]:
             path = clean(src)
             hits = [path] if path == "" or req.fs.lookup(req.fs.resolve(path, follow_final=False)) else []
         if not hits:
-            raise ContextError(f"no such file or directory in {req.origin}: {src!r}")
+            raise ContextError(f'no such file in {req.origin}: "{src}"')
         found.extend(hits)
     return found
 
@@ -99,7 +99,7 @@ def _copy_one(req: CopyRequest, path: str, dest: str, into_dir: bool, out: dict[
         real = req.fs.resolve(path, follow_final=False)
         node = req.fs.lookup(real)
     if node is None:
-        raise ContextError(f"no such file or directory in {req.origin}: {path!r}")
+        raise ContextError(f'no such file in {req.origin}: "{path}"')
     if node.kind is not Kind.DIR:
         name = path.rpartition("/")[2]
         target = f"{dest}/{name}".lstrip("/") if into_dir else dest

@@ -93,8 +93,9 @@ class StageRunner:
             return self.env.context_fs, "the build context", True
         found = self.env.copy_source(source, self.target, state.platform)
         if isinstance(found, ContextFS):
-            return found, f"build context {source!r}", True
-        return TreeFS(found.tree), f"{source!r}", False
+            return found, f'build context "{source}"', True
+        kind = "stage" if self.env.dockerfile.find_stage(source) is not None else "image"
+        return TreeFS(found.tree), f'{kind} "{source}"', False
 
     def _owner(self, spec: str, state: ImageState) -> tuple[int, int]:
         return resolve_owner(spec, state.tree)

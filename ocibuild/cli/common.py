@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
 from ocibuild.errors import OcibuildError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 130, 141
 
 
 def add_debug(parser) -> None:
@@ -18,6 +19,9 @@ def run_verb(fn, args) -> int:
     """Run a verb; map errors to one line on stderr (a traceback only with --debug) and an exit code."""
     try:
         return fn(args) or EXIT_OK
+    except BrokenPipeError:  # `ocibuild inspect x | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("ocibuild: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+REDRAW_INTERVAL = 0.1  # seconds between redraws of the interactive display
+
 
 def make_reporter(mode: str, stream=None):
     stream = stream or sys.stderr
@@ -78,7 +80,7 @@ class TtyReporter(PlainReporter):
         super().__init__(stream)
         self._names: dict[int, str] = {}
         self._drawn = 0
-        self._t0 = time.monotonic()
+        self._t0 = self._last_draw = time.monotonic()
 
     def _redraw(self, finished: str | None = None) -> None:
         with self._lock:
@@ -93,6 +95,7 @@ class TtyReporter(PlainReporter):
             header = f"[+] Building {now - self._t0:.1f}s"
             out.write("\n".join([header, *lines]) + "\n")
             self._drawn = 1 + len(lines)
+            self._last_draw = now
             out.flush()
 
     def start(self, step: int, name: str) -> None:
@@ -102,7 +105,9 @@ class TtyReporter(PlainReporter):
 
     def advance(self, step: int, nbytes: int) -> None:
         super().advance(step, nbytes)
-        self._redraw()
+        now = time.monotonic()
+        if now - self._last_draw >= REDRAW_INTERVAL:  # bytes arrive in thousands of small writes
+            self._redraw()
 
     def done(self, step: int, *, cached: bool = False, error: str | None = None) -> None:
         name = self._names.pop(step, "")

@@ -30,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from typing import BinaryIO, Iterable
@@ -51,6 +53,7 @@ GZIP_BLOCK = 1 << 20
 # ISA-L level comes within 5% of gzip -6: +15% at level 1, +12.5% at level 3; ask for zstd.)
 GZIP_DEFAULT_LEVEL = 1
 ZSTD_DEFAULT_LEVEL = 3
+_FEED_QUEUE = 16  # chunks (up to 1 MiB each) between the reading thread and the feeder
 _MAX_THREADS = 8  # more buys nothing: hashing on the calling thread is the next bottleneck
 
 
@@ -101,15 +104,23 @@ class LayerWriter:
         self._sink = _HashingSink(dest)
         self._diff = self._sink.sha if compression is Compression.NONE else hashlib.sha256()
         self._compressor = _compressor(compression, level, self._sink)
+        self._feeder = _Feeder(self._feed)
         self._result: LayerBlob | None = None
 
     def write(self, data) -> int:
+        """Queue ``data`` (copied unless it is immutable ``bytes``) for hashing and compression."""
         if self._result is not None:
             raise ValueError("write to a closed LayerWriter")
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._feeder.put(chunk)
+        return len(chunk)
+
+    def _feed(self, chunk: bytes) -> None:
+        # On the feeder thread: the caller's thread only reads files, the diff_id hash and the
+        # cutting into compression blocks happen here, the compression on ISA-L's threads.
         if self._compression is not Compression.NONE:
-            self._diff.update(data)
-        self._compressor.write(data)
-        return len(data)
+            self._diff.update(chunk)
+        self._compressor.write(chunk)
 
     def writable(self) -> bool:
         return True
@@ -120,6 +131,7 @@ class LayerWriter:
     def close(self) -> None:
         """Finish the stream (idempotent) and fix `result`."""
         if self._result is None:
+            self._feeder.close()
             self._compressor.close()
             self._result = LayerBlob(digest="sha256:" + self._sink.sha.hexdigest(),
                                      diff_id="sha256:" + self._diff.hexdigest(),
@@ -143,9 +155,46 @@ class LayerWriter:
             self.close()
             return
         try:  # stop the threads; the caller discards the partial blob
+            self._feeder.close()
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
+        try:
             self._compressor.close()
         except Exception:  # noqa: BLE001 - the first error is the one to report
             pass
+
+
+class _Feeder:
+    """A thread that calls ``fn`` on each queued chunk, in order; its errors surface in put/close."""
+
+    _DONE = object()
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._queue: queue.Queue = queue.Queue(maxsize=_FEED_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="layer-feeder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not self._DONE:
+            if self._error is None:
+                try:
+                    self._fn(chunk)
+                except BaseException as e:  # noqa: BLE001 - handed to the writing thread
+                    self._error = e
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._DONE)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _HashingSink:

@@ -65,11 +65,10 @@ class _Writer:
     def __init__(self, out: BinaryIO):
         self.out = out
         self.pending = bytearray()
-        self.buffer = bytearray(_COPY_BUFFER)
 
     def flush(self) -> None:
         if self.pending:
-            self.out.write(self.pending)
+            self.out.write(bytes(self.pending))
             self.pending = bytearray()
 
     def add(self, entry: TarEntry) -> None:
@@ -124,14 +123,14 @@ class _Writer:
     def _stream(self, fd: int, size: int) -> int:
         """Write up to `size` bytes of `fd` straight to `out`; returns the count, size + 1 if more."""
         self.flush()
-        view = memoryview(self.buffer)
         got = 0
         while got < size:
-            n = os.readv(fd, [view[:min(_COPY_BUFFER, size - got)]])
-            if not n:
+            # A fresh bytes object per read: a consumer on another thread can keep it without a copy.
+            chunk = os.read(fd, min(_COPY_BUFFER, size - got))
+            if not chunk:
                 break
-            self.out.write(view[:n])
-            got += n
+            self.out.write(chunk)
+            got += len(chunk)
         if got == size and os.read(fd, 1):  # grown since it was stat'ed
             got += 1
         return got

@@ -14,6 +14,7 @@ rename of identical content is idempotent.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import io
@@ -26,6 +27,11 @@ from ocibuild.errors import DigestMismatch, InvalidDocument, NotFound, StoreErro
 from ocibuild.oci import Descriptor, Digest, verify
 
 CHUNK = 1 << 20  # copy and write-buffer size
+# A blob is fsynced before it is renamed into place. Left to the end, that fsync waits for the
+# whole blob to reach the disk (about 1 s for a 700 MB layer here); starting the writeback of
+# every 32 MiB as it is written lets the disk work while the compressor does, and the final
+# fsync finds little left to do.
+WRITEBACK_CHUNK = 32 << 20
 TEMP_PREFIX = ".partial-"  # temp files live beside the blobs; listings skip dot files
 BLOB_MODE = 0o444
 
@@ -38,6 +44,26 @@ def store_error(what: str, e: OSError) -> StoreError:
     if e.errno == errno.ENOENT:
         return NotFound(f"{what}: {cause}")
     return StoreError(f"{what}: {cause}")
+
+
+def _load_sync_file_range():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return fn
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range to disk, without waiting (Linux only; else nothing)."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(path: Path) -> None:
@@ -214,6 +240,7 @@ class BlobWriter(io.RawIOBase):
         self._fd, self._temp = -1, None
         self._buf = bytearray()
         self._written = 0
+        self._synced = 0  # bytes whose writeback to disk has been started
         self.digest: Digest | None = None
         self.size: int | None = None
         alg_dir = store.dir / (expected.algorithm if expected else "sha256")
@@ -318,6 +345,10 @@ class BlobWriter(io.RawIOBase):
         try:
             while offset < len(data):
                 offset += _write(self._fd, data[offset:] if offset else data)
+            end = self._written + len(data)
+            if end - self._synced >= WRITEBACK_CHUNK:
+                _start_writeback(self._fd, self._synced, end - self._synced)
+                self._synced = end
         except OSError as e:
             self._discard()
             raise store_error(f"store blob {self._name()}: write after {self._written} bytes", e) from None

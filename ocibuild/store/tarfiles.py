@@ -11,19 +11,22 @@ bytes; it writes to a temp file beside the target and renames it on success ("-"
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import os
 import posixpath
 import sys
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from ocibuild.errors import DigestMismatch, InvalidDocument, NotFound
 from ocibuild.oci import Descriptor
-from ocibuild.store.blobs import fsync_dir, store_error
-from ocibuild.store.source import ImageSource
+from ocibuild.store.blobs import store_error
+from ocibuild.store.source import ImageSource, blob_path
 
 _MAX_LINK_DEPTH = 8
 
@@ -143,7 +146,7 @@ def blob_member(digest: str) -> str:
 class TarOutput:
     """A deterministic tar being written to ``out_path`` (or stdout for "-"); a context manager.
 
-    On success the temp file is fsynced and renamed over ``out_path``; on error it is removed
+    On success the temp file is renamed over ``out_path`` (not fsynced: see __exit__); on error it is removed
     and ``out_path`` is untouched. Streaming to stdout cannot be taken back: a failure
     there leaves a truncated stream (the consumer sees the missing end-of-archive).
     """
@@ -188,11 +191,41 @@ class TarOutput:
 
     def add_blob(self, source: ImageSource, desc: Descriptor) -> None:
         """Stream a blob from ``source`` as ``blobs/<alg>/<hex>``, verified against ``desc``."""
+        path = blob_path(source, desc.digest)
+        if path is not None and self._file is not None:
+            self._add_blob_file(path, desc)
+            return
         with source.open_blob(desc.digest) as f:
             self._add(self._info(blob_member(desc.digest), size=desc.size), f)
             if f.read(1):
                 raise DigestMismatch(f"write archive {self.out_path}: blob {desc.digest} is longer than the "
                                      f"{desc.size} bytes its descriptor says")
+
+    def _add_blob_file(self, path: Path, desc: Descriptor) -> None:
+        """The fast path for a blob kept as a file: the kernel copies it (copy_file_range) while
+        another thread hashes the same, page-cached bytes to verify them."""
+        assert self._tar is not None and self._file is not None
+        info = self._info(blob_member(desc.digest), size=desc.size)
+        try:
+            with open(path, "rb") as src:
+                if os.fstat(src.fileno()).st_size != desc.size:
+                    raise DigestMismatch(f"write archive {self.out_path}: blob {desc.digest} does not have "
+                                         f"the {desc.size} bytes its descriptor says")
+                self._tar.addfile(info)
+                self._file.flush()
+                with ThreadPoolExecutor(1) as pool:
+                    hashed = pool.submit(_hash_file, path, desc.digest)
+                    _copy_range(src.fileno(), self._file.fileno(), desc.size)
+                    actual = hashed.result()
+        except OSError as e:
+            raise store_error(f"write archive {self.out_path}: add {info.name}", e) from None
+        if actual != desc.digest:
+            raise DigestMismatch(f"write archive {self.out_path}: blob {desc.digest} hashes to {actual}")
+        blocks, remainder = divmod(desc.size, tarfile.BLOCKSIZE)
+        if remainder:
+            self._file.write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
+            blocks += 1
+        self._tar.offset += blocks * tarfile.BLOCKSIZE
 
     def _add(self, info: tarfile.TarInfo, f: BinaryIO | None) -> None:
         assert self._tar is not None
@@ -211,14 +244,14 @@ class TarOutput:
             if self._file is None:
                 sys.stdout.buffer.flush()
                 return
+            # No fsync: an output is rebuilt by running the build again, and the rename below
+            # already keeps a half-written archive from ever carrying the final name.
             self._file.flush()
-            os.fsync(self._file.fileno())
             os.fchmod(self._file.fileno(), 0o644)
             self._file.close()
             assert self._temp is not None
             os.replace(self._temp, self.out_path)
             self._temp = None
-            fsync_dir(Path(self.out_path).parent)
         except OSError as e:
             self._abort()
             raise store_error(f"write archive {self.out_path}", e) from None
@@ -235,3 +268,28 @@ class TarOutput:
             except FileNotFoundError:
                 pass
             self._temp = None
+
+
+def _copy_range(src_fd: int, dst_fd: int, size: int) -> None:
+    """Copy ``size`` bytes between file positions inside the kernel (sendfile when the
+    filesystems refuse copy_file_range)."""
+    left = size
+    while left:
+        try:
+            n = os.copy_file_range(src_fd, dst_fd, min(left, 1 << 30))
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            n = os.sendfile(dst_fd, src_fd, None, min(left, 1 << 30))
+        if n == 0:
+            raise OSError(errno.EIO, "blob file shorter than expected")
+        left -= n
+
+
+def _hash_file(path: Path, digest: str) -> str:
+    algorithm = digest.split(":", 1)[0]
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{algorithm}:{h.hexdigest()}"

@@ -26,7 +26,7 @@ Typical use by a builder::
 
 from ocibuild.dockerfile.check import check
 from ocibuild.dockerfile.expand import expand, expand_from, parse_port_specs, step
-from ocibuild.dockerfile.graph import Dependency, needed_stages, plan, resolve_target, stage_dependencies
+from ocibuild.dockerfile.graph import Dependency, needed_stages, resolve_target, stage_dependencies
 from ocibuild.dockerfile.ignore import Matcher, load_ignore, match_component, parse_ignore
 from ocibuild.dockerfile.instructions import (
     AddInstr, ArgInstr, ArgPair, CmdInstr, CopyInstr, EntrypointInstr, EnvInstr, ExposeInstr,
@@ -46,7 +46,7 @@ __all__ = [
     "MaintainerInstr", "Matcher", "OnbuildInstr", "PLATFORM_ARGS", "RunInstr", "ShellInstr",
     "Stage", "StageScope", "StopSignalInstr", "UserInstr", "VolumeInstr", "WorkdirInstr",
     "check", "expand", "expand_from", "load_ignore", "match_component", "mount_fields", "mount_from",
-    "needed_stages", "parse", "parse_directives", "parse_ignore", "parse_port_specs", "plan",
+    "needed_stages", "parse", "parse_directives", "parse_ignore", "parse_port_specs",
     "platform_args", "process_word",
     "process_words", "referenced_names", "resolve_target", "stage_dependencies", "step",
 ]

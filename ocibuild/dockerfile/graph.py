@@ -25,7 +25,7 @@ from ocibuild.dockerfile.scope import GlobalScope
 from ocibuild.dockerfile.stages import Dockerfile, Stage
 from ocibuild.errors import DockerfileError, Location
 
-__all__ = ["Dependency", "needed_stages", "plan", "resolve_target", "stage_dependencies"]
+__all__ = ["Dependency", "needed_stages", "resolve_target", "stage_dependencies"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,6 @@ def needed_stages(df: Dockerfile, target: str | None = None, scope: GlobalScope 
     return [df.stages[i] for i in sorted(needed)]
 
 
-plan = needed_stages
 
 
 def _check_cycles(df: Dockerfile, graph: dict[int, list[Dependency]]) -> None:

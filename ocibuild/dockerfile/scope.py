@@ -146,8 +146,6 @@ class GlobalScope(_Scope):
                 self._env[pair.name] = pair.default
         return instr
 
-    declare = apply
-
     def stage(self, base_env: Iterable[str] = (), parent: StageScope | None = None) -> StageScope:
         """A fresh scope for a stage: from ``parent`` (``FROM <stage>``) or the image's Env."""
         return StageScope(self, base_env, parent)
@@ -212,16 +210,6 @@ class StageScope(_Scope):
                 self._args[pair.name] = pair.default
                 if pair.default is not None:
                     self._env[pair.name] = pair.default
-
-    def declare(self, instr: ArgInstr) -> ArgInstr:
-        """Resolve and apply an ARG; returns the resolved ARG (values as ``default``)."""
-        resolved = instr if instr.resolved else self.resolve_args(instr)
-        self.apply(resolved)
-        return resolved
-
-    def apply_env(self, instr: EnvInstr) -> None:
-        """Apply an *expanded* ENV."""
-        self.apply(instr)
 
     def config_env(self) -> list[str]:
         """The image config ``Env`` as ``K=V`` (base image Env updated by ENV, in order)."""

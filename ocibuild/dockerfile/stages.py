@@ -36,11 +36,6 @@ class Stage:
     instructions: tuple[Instruction, ...]
 
     @property
-    def from_(self) -> FromInstr:
-        """The stage's FROM instruction (alias of ``from_instr``)."""
-        return self.from_instr
-
-    @property
     def display_name(self) -> str:
         """The name BuildKit uses in messages: the stage name, or ``stage-<index>``."""
         return self.name if self.name is not None else f"stage-{self.index}"

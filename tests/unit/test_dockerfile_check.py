@@ -1,7 +1,7 @@
 """check(): the whole frontend on valid input, and the names the builder relies on."""
 
 import ocibuild.dockerfile as frontend
-from ocibuild.dockerfile import GlobalScope, StageScope, check, expand_from, plan, platform_args
+from ocibuild.dockerfile import GlobalScope, StageScope, check, expand_from, needed_stages, platform_args
 
 VALID = """\
 # syntax=docker/dockerfile:1
@@ -37,10 +37,10 @@ def test_valid_dockerfile_passes():
 def test_builder_facing_names():
     df = frontend.parse(VALID)
     scope = GlobalScope(df, {"GO": "1.23"}, platform_args("linux/arm64", "linux/amd64"))
-    stages = plan(df, None, scope)
+    stages = needed_stages(df, None, scope)
     assert [s.index for s in stages] == [0, 2]
     assert expand_from(stages[0], scope) == ("golang:1.23", "linux/amd64")
-    assert stages[0].from_.original.startswith("FROM --platform")
+    assert stages[0].from_instr.original.startswith("FROM --platform")
     stage_scope = StageScope(scope, ["PATH=/usr/bin"])
     for instr in stages[1].instructions:
         frontend.step(instr, stage_scope)

@@ -49,7 +49,6 @@ def test_stages_and_global_args():
     assert (second.name, second.base, second.display_name) == (None, "build", "stage-1")
     assert first.location == Location("Dockerfile", 3, 3)
     assert df.find_stage("BUILD") is first and df.find_stage("nope") is None
-    assert first.from_ is first.from_instr
 
 
 def test_locations_and_original_text():

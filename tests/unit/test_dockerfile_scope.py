@@ -141,12 +141,12 @@ def test_unused_build_args():
     assert gscope.unused_build_args() == ["TYPO"]
 
 
-def test_declare_and_apply_env_helpers():
+def test_step_resolves_args_and_applies_env():
     df = parse("FROM x\nARG A=1\nENV B=$A\n")
     scope = df.global_scope().stage()
     arg, env = df.stages[0].instructions
-    assert scope.declare(arg).args == (ins.ArgPair("A", "1"),)
-    scope.apply_env(expand(env, scope))
+    assert step(arg, scope).args == (ins.ArgPair("A", "1"),)
+    step(env, scope)
     assert scope.env["B"] == "1"
 
 

@@ -20,8 +20,28 @@ from ocibuild.oci.platform import Platform
 MAX_DOCUMENT_SIZE = 4 * 1024 * 1024  # manifests and configs larger than this are refused, as containerd does
 
 
+class _Document:
+    """What manifests and indexes share: the optional fields, serialisation and their descriptor."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"schemaVersion": 2, "mediaType": str(self.media_type), **self._body()}
+        if self.annotations:
+            d["annotations"] = dict(self.annotations)
+        if self.subject is not None:
+            d["subject"] = self.subject.to_dict()
+        if self.artifact_type:
+            d["artifactType"] = self.artifact_type
+        return d
+
+    def to_json(self) -> bytes:
+        return self.raw if self.raw is not None else canonical_json(self.to_dict())
+
+    def descriptor(self, **kw: Any) -> Descriptor:
+        return Descriptor.for_bytes(self.media_type, self.to_json(), **kw)
+
+
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(_Document):
     config: Descriptor
     layers: tuple[Descriptor, ...]
     media_type: str = MediaType.OCI_MANIFEST.value
@@ -30,30 +50,12 @@ class Manifest:
     artifact_type: str = ""
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "schemaVersion": 2,
-            "mediaType": str(self.media_type),
-            "config": self.config.to_dict(),
-            "layers": [layer.to_dict() for layer in self.layers],
-        }
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        if self.subject is not None:
-            d["subject"] = self.subject.to_dict()
-        if self.artifact_type:
-            d["artifactType"] = self.artifact_type
-        return d
-
-    def to_json(self) -> bytes:
-        return self.raw if self.raw is not None else canonical_json(self.to_dict())
-
-    def descriptor(self, **kw: Any) -> Descriptor:
-        return Descriptor.for_bytes(self.media_type, self.to_json(), **kw)
+    def _body(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "layers": [layer.to_dict() for layer in self.layers]}
 
 
 @dataclass(frozen=True)
-class Index:
+class Index(_Document):
     manifests: tuple[Descriptor, ...]
     media_type: str = MediaType.OCI_INDEX.value
     annotations: dict[str, str] = field(default_factory=dict)
@@ -61,25 +63,8 @@ class Index:
     artifact_type: str = ""
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "schemaVersion": 2,
-            "mediaType": str(self.media_type),
-            "manifests": [m.to_dict() for m in self.manifests],
-        }
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        if self.subject is not None:
-            d["subject"] = self.subject.to_dict()
-        if self.artifact_type:
-            d["artifactType"] = self.artifact_type
-        return d
-
-    def to_json(self) -> bytes:
-        return self.raw if self.raw is not None else canonical_json(self.to_dict())
-
-    def descriptor(self, **kw: Any) -> Descriptor:
-        return Descriptor.for_bytes(self.media_type, self.to_json(), **kw)
+    def _body(self) -> dict[str, Any]:
+        return {"manifests": [m.to_dict() for m in self.manifests]}
 
     def select(self, want: Platform) -> Descriptor | None:
         """The best manifest for ``want``: an exact match first, then compatible variants."""

@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 # keeps the buildah and ocibuild halves of one differential case on the same worker.
 JOBS   ?= 2
 PYTEST_ARGS ?=
+LAYERS_OUT ?= out/layers
 
 .PHONY: deps venv test demo bench clean distclean
 
@@ -35,6 +36,13 @@ demo: deps venv
 	$(VENV)/bin/ocibuild build --platform linux/amd64,linux/arm64,linux/arm/v7 \
 		-t example/hello:1.0 --output type=oci,dest=out/hello.tar examples/hello
 	$(VENV)/bin/ocibuild inspect out/hello.tar
+
+## layers: build every layers/*.yaml base image into $(LAYERS_OUT)/<name> (OCI layouts; needs apt
+## lists of the foreign architectures, which add-foreign-archs.sh adds when missing)
+.PHONY: layers
+layers: venv
+	@scripts/add-foreign-archs.sh
+	$(VENV)/bin/python -m ocibuild.layerspec layers/ $(LAYERS_OUT)
 
 ## bench: run bench/run when it exists
 bench: deps venv

@@ -8,13 +8,22 @@
     ├── DockerfileError             the Dockerfile cannot be parsed or means nothing
     ├── BuildError                  a step could not be carried out
     │   ├── ContextError            a COPY/ADD source is missing or escapes the context
-    │   └── NotSupported            an instruction or flag this version does not implement
+    │   ├── NotSupported            an instruction or flag this version does not implement
+    │   └── SandboxError            a RUN step cannot run here: no isolation or emulation, setup failed
+    │       └── RunFailed           the command ran and exited non-zero (exit_code, stderr_tail)
     ├── ContentError                bytes are not what they claim to be
     │   ├── DigestMismatch          content hashed to another digest / size than its descriptor
     │   ├── InvalidDocument         a manifest, index, config or layout is malformed
     │   └── UnsafeLayer             a tar layer tries to escape, or has malformed whiteouts
-    └── StoreError                  the local blob store, a layout or archive cannot be used
-        └── NotFound                a blob, tag or image is not there
+    ├── StoreError                  the local blob store, a layout or archive cannot be used
+    │   └── NotFound                a blob, tag or image is not there
+    └── RegistryError               a registry could not be used (``.status``: its HTTP answer, if any)
+        ├── AuthError               no credentials, credentials refused, no token granted
+        ├── RegistryUnavailable     unreachable, TLS refused, or 5xx/429 after the bounded retries
+        └── RegistryNotFound        the registry has no such repository, tag, manifest or blob
+                                    (also a NotFound, so ``except NotFound`` sees it)
+
+Registry errors never carry credentials, tokens or Authorization headers in their text.
 
 Errors carry an optional Dockerfile location. It is attached once, at the boundary
 where a step is dispatched (``err.at(location, "COPY")``), never deep inside helpers,
@@ -98,6 +107,19 @@ class NotSupported(BuildError):
     pass
 
 
+class SandboxError(BuildError):
+    pass
+
+
+class RunFailed(SandboxError):
+    """A RUN command exited non-zero; the message reads as BuildKit's, the stderr tail rides along."""
+
+    def __init__(self, message: str, *, exit_code: int, stderr_tail: str = "", **kwargs):
+        super().__init__(message, **kwargs)
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+
+
 class ContentError(OcibuildError):
     pass
 
@@ -119,4 +141,24 @@ class StoreError(OcibuildError):
 
 
 class NotFound(StoreError):
+    pass
+
+
+class RegistryError(OcibuildError):
+    """A registry could not be used; ``status`` is the HTTP status it answered, when it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.status = status
+
+
+class AuthError(RegistryError):
+    pass
+
+
+class RegistryUnavailable(RegistryError):
+    pass
+
+
+class RegistryNotFound(RegistryError, NotFound):
     pass

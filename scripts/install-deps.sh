@@ -11,7 +11,12 @@
 #   proot              the sandbox's fallback when namespaces are unavailable
 #   qemu-user-static   emulation of foreign architectures for RUN; scripts/setup-binfmt.sh
 #                      registers it (binfmt-support is not needed for that)
+# First, scripts/add-foreign-archs.sh: dpkg --add-architecture + apt-get update for the Debian
+# architectures of layers/*.yaml, only for those not added yet (so `apt-get download` works).
 set -euo pipefail
+
+# apt lists of the foreign architectures layers/*.yaml build for (idempotent; see the script).
+"$(dirname "$0")/add-foreign-archs.sh"
 
 packages=(buildah skopeo umoci oci-image-tool docker-registry proot qemu-user-static uidmap)
 # Debian's own python3 needs python3-venv for `python3 -m venv`; other Pythons bring ensurepip.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ocibuild.builder.events import Reporter
 from ocibuild.builder.executor import Build, BuildResult
 from ocibuild.builder.export import export, metadata, write_metadata
-from ocibuild.builder.options import BuildOptions
+from ocibuild.builder.options import BuildOptions, OutputSpec
 
 
 def build(options: BuildOptions, reporter: Reporter | None = None) -> BuildResult:
@@ -14,9 +14,10 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> BuildResul
     Returns the result (index or manifest descriptor, per-platform manifests). Raises an
     ``ocibuild.errors.OcibuildError``; Dockerfile errors carry their file and line.
     """
-    run = Build(options, reporter)
-    result = run.run()
-    result.warnings.extend(export(result, options.outputs, options.tags, run.images))
+    with Build(options, reporter) as run:
+        result = run.run()
+        outputs = options.outputs + ([OutputSpec("registry")] if options.push else [])
+        result.warnings.extend(export(result, outputs, options.tags, run.images, options.registry))
     for warning in result.warnings:
         run.steps.reporter.warn(warning)
     if options.metadata_file:

@@ -24,7 +24,8 @@ from ocibuild.builder.stage import StageRunner
 from ocibuild.builder.state import ImageState
 from ocibuild.dockerfile import Dockerfile, GlobalScope, StageScope, expand_from, load_ignore, needed_stages, parse
 from ocibuild.dockerfile.ignore import match_component
-from ocibuild.errors import BuildError, ContextError, NotFound, NotSupported, OcibuildError
+from ocibuild.errors import BuildError, ContextError, NotFound, OcibuildError
+from ocibuild.sandbox import choose as choose_sandbox
 from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Reference, host_platform, rfc3339
 from ocibuild.store.archive import open_source
 from ocibuild.store.cachedir import cache_dir
@@ -39,6 +40,7 @@ class BuildResult:
     manifests: dict[str, Descriptor]
     images: dict[str, ImageState] = field(repr=False, default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)  # `name@digest` of every push
 
     @property
     def digest(self):
@@ -61,6 +63,7 @@ class Build:
         self.scratch = tempfile.mkdtemp(prefix="ocibuild-")
         self._stages: dict[tuple[str, int], ImageState] = {}
         self._unused: list[str] = []
+        self._sandbox = None
         self._scopes: dict[tuple[str, int], StageScope] = {}
         self._bases: dict[tuple[str, str], ImageState] = {}
 
@@ -80,22 +83,27 @@ class Build:
 
     # -- running -------------------------------------------------------------------------
 
+    def __enter__(self) -> "Build":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Remove the scratch space (unpacked stages, ADD archives) once the outputs are written."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
     def run(self) -> BuildResult:
-        try:
-            platforms = self.opts.platforms or [host_platform()]
-            images = {str(p): self._build_platform(p, multi=len(platforms) > 1) for p in platforms}
-            for name in self._unused:
-                self.steps.reporter.warn(f"build argument {name!r} is not consumed by any instruction")
-            manifests = {name: self._write_image(state) for name, state in images.items()}
-            if len(manifests) == 1:
-                top = next(iter(manifests.values()))
-            else:
-                index = Index(manifests=tuple(manifests.values()))
-                top = index.descriptor()
-                self.blobs.put_bytes(index.to_json(), top.digest)
-            return BuildResult(top, manifests, images)
-        finally:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+        """Build every platform; file contents stay in the scratch space until the Build is closed."""
+        platforms = self.opts.platforms or [host_platform()]
+        images = {str(p): self._build_platform(p, multi=len(platforms) > 1) for p in platforms}
+        for name in self._unused:
+            self.steps.reporter.warn(f"build argument {name!r} is not consumed by any instruction")
+        manifests = {name: self._write_image(state) for name, state in images.items()}
+        if len(manifests) == 1:
+            top = next(iter(manifests.values()))
+        else:
+            index = Index(manifests=tuple(manifests.values()))
+            top = index.descriptor()
+            self.blobs.put_bytes(index.to_json(), top.digest)
+        return BuildResult(top, manifests, images)
 
     def _build_platform(self, platform: Platform, *, multi: bool) -> ImageState:
         host = host_platform()
@@ -149,25 +157,33 @@ class Build:
             spec = self.named.get(name.lower())
             if spec is not None and spec.kind == "dir":
                 raise BuildError(f"build context {name!r} is a directory, not an image")
-            source, desc, what = self._locate(spec, name)
+            source, desc, what = self._locate(spec, name, platform)
             try:
                 self._bases[key] = load_image(source, desc, platform, self.blobs, self.cache)
             except NotFound as e:
                 raise NotFound(f"{what}: {e.message}") from None
         return self._bases[key]
 
-    def _locate(self, spec: ContextSpec | None, name: str):
-        if spec is not None:
+    def _locate(self, spec: ContextSpec | None, name: str, platform: Platform):
+        """Where an image comes from: a named context, the local image store, else its registry."""
+        if spec is not None and spec.kind == "oci-layout":
             source = open_source(spec.path)
             return source, source.resolve(spec.ref or None), f"build context {spec.name!r}"
-        ref = Reference.parse(name)
+        ref = Reference.parse(spec.ref if spec is not None else name)
         desc = self.images.lookup(ref)
-        if desc is None:
-            raise NotSupported(f"image {ref.familiar()!r} is not in the local image store and pulling from "
-                               "registries is not supported yet; use --build-context NAME=oci-layout://PATH")
-        return self.images.layout, desc, f"local image {ref.familiar()!r}"
+        if desc is not None:
+            return self.images.layout, desc, f"local image {ref.familiar()!r}"
+        source, desc = self.opts.registry.pull(ref, platform, self.blobs)
+        return source, desc, f"image {ref.familiar()!r}"
 
     # -- services for StageRunner ----------------------------------------------------------
+
+    def sandbox(self):
+        """The sandbox RUN steps use, chosen on first use and announced once."""
+        if self._sandbox is None:
+            self._sandbox = choose_sandbox(self.opts.sandbox)
+            self.steps.reporter.info(f"sandbox: {self._sandbox.name} ({self._sandbox.why})")
+        return self._sandbox
 
     def copy_source(self, name: str, target: Platform, platform: Platform):
         """What `COPY --from=name` reads: an earlier stage (of this build's ``target``), a named

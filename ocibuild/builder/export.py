@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from ocibuild.builder.executor import BuildResult
 from ocibuild.builder.options import OutputSpec
+from ocibuild.builder.registries import RegistryAccess
 from ocibuild.builder.state import ImageState
 from ocibuild.errors import InvalidOption, NotSupported, StoreError
 from ocibuild.layer.extract import apply_layer
@@ -22,7 +23,8 @@ from ocibuild.store.layout import OciLayout
 from ocibuild.store.source import copy
 
 
-def export(result: BuildResult, outputs: list[OutputSpec], tags: list[str], images: ImageStore) -> list[str]:
+def export(result: BuildResult, outputs: list[OutputSpec], tags: list[str], images: ImageStore,
+           registry: RegistryAccess) -> list[str]:
     """Write every output; with none, keep the image in the local store. Returns warnings."""
     refs = [Reference.parse(t) for t in tags]
     if not outputs:
@@ -34,7 +36,10 @@ def export(result: BuildResult, outputs: list[OutputSpec], tags: list[str], imag
         return []
     for out in outputs:
         names = refs + [Reference.parse(n) for n in out.names]
-        EXPORTERS[out.type](result, out, names, images)
+        if out.type in ("registry", "image"):
+            _registry(result, out, names, images, registry)
+        else:
+            EXPORTERS[out.type](result, out, names, images)
     return []
 
 
@@ -119,19 +124,31 @@ def _unpack_tree(state: ImageState, target: str) -> None:
 
     writer = threading.Thread(target=produce, daemon=True)
     writer.start()
-    with os.fdopen(read_fd, "rb") as r:
-        apply_layer(target, r, layer="rootfs", owners={})
-    writer.join()
-    if errors:
-        raise errors[0]
+    try:
+        with os.fdopen(read_fd, "rb") as r:
+            apply_layer(target, r, layer="rootfs", owners={})
+    finally:
+        writer.join()
+        if errors:  # the writer's failure explains the reader's
+            raise errors[0]
 
 
-def _unsupported(result, out: OutputSpec, refs, images) -> None:
-    raise NotSupported(f"type={out.type} needs registry access, which is not supported yet")
+def _registry(result: BuildResult, out: OutputSpec, refs: list[Reference], images: ImageStore,
+              registry: RegistryAccess) -> None:
+    """type=registry (always pushes) and type=image (pushes with push=true, else keeps it locally)."""
+    if not refs:
+        raise InvalidOption(f"type={out.type} needs a name: -t NAME or name=NAME")
+    if out.type == "image" and not out.flag("push"):
+        for ref in refs:
+            images.save(ref, result.descriptor)
+        return
+    by_digest = out.flag("push-by-digest")
+    if by_digest:
+        refs = [r.with_tag("") for r in refs]
+    result.pushed.extend(registry.push(images.layout, result.descriptor, refs, by_digest=by_digest))
 
 
-EXPORTERS = {"oci": _oci, "docker": _docker, "local": _local, "tar": _tar,
-             "image": _unsupported, "registry": _unsupported}
+EXPORTERS = {"oci": _oci, "docker": _docker, "local": _local, "tar": _tar}
 
 
 def metadata(result: BuildResult, tags: list[str]) -> dict:
@@ -143,8 +160,9 @@ def metadata(result: BuildResult, tags: list[str]) -> dict:
     if len(result.manifests) == 1:
         state = next(iter(result.images.values()))
         data["containerimage.config.digest"] = str(Digest.of(state.config.to_json()))
-    if tags:
-        data["image.name"] = ",".join(str(Reference.parse(t)) for t in tags)
+    names = [str(Reference.parse(t)) for t in tags] or [p.partition("@")[0] for p in result.pushed]
+    if names:
+        data["image.name"] = ",".join(dict.fromkeys(names))
     return data
 
 

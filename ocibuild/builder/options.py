@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from ocibuild.errors import InvalidOption
+from ocibuild.builder.registries import RegistryAccess
 from ocibuild.layer.compress import Compression
 from ocibuild.oci import Platform
 
@@ -60,9 +61,9 @@ class ContextSpec:
     """One `--build-context name=value`: a directory, or `oci-layout://path[:tag|@digest]`."""
 
     name: str
-    kind: str  # "dir" or "oci-layout"
+    kind: str  # "dir", "oci-layout" or "docker-image"
     path: str
-    ref: str = ""  # tag or digest inside the layout
+    ref: str = ""  # tag or digest inside the layout; the image reference for docker-image
 
     @classmethod
     def parse(cls, text: str) -> "ContextSpec":
@@ -72,9 +73,10 @@ class ContextSpec:
         if value.startswith("oci-layout://"):
             path, ref = _split_layout_ref(value[len("oci-layout://"):])
             return cls(name.lower(), "oci-layout", path, ref)
-        if value.startswith("docker-image://") or "://" in value:
-            raise InvalidOption(f"--build-context {text!r}: only directories and oci-layout:// are supported "
-                                "without registry access")
+        if value.startswith("docker-image://"):
+            return cls(name.lower(), "docker-image", "", value[len("docker-image://"):])
+        if "://" in value:
+            raise InvalidOption(f"--build-context {text!r}: expected a directory, oci-layout:// or docker-image://")
         return cls(name.lower(), "dir", value)
 
 
@@ -134,3 +136,7 @@ class BuildOptions:
     source_date_epoch: int | None = None   # default: $SOURCE_DATE_EPOCH when set
     cache_dir: str | None = None           # default: ocibuild.store cache dir
     metadata_file: str | None = None
+    push: bool = False                     # --push: push the -t names (type=registry)
+    registry: RegistryAccess = field(default_factory=RegistryAccess)
+    sandbox: str = "auto"                  # how RUN runs: auto | root | userns | proot
+    network: str = "default"               # RUN's network unless RUN --network says otherwise

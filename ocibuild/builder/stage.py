@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocibuild.builder import metadata
+from ocibuild.builder import metadata, run
 from ocibuild.builder.copy import CopyRequest, plan_copy, plan_mkdir
 from ocibuild.builder.sources import ContextFS, SourceFS, TreeFS
 from ocibuild.builder.state import ImageState
@@ -29,7 +29,7 @@ class StageRunner:
         name = stage.name or f"stage-{stage.index}"
         total = len(stage.instructions) + 1
         for i, instr in enumerate(stage.instructions, start=2):
-            title = f"[{self.platform_label}{name} {i}/{total}] {instr.original}"
+            title = f"[{self.platform_label}{name} {i}/{total}] {instr.original.splitlines()[0]}"
             self.env.steps.run(title, self._dispatch, instr, state, scope)
         return state
 
@@ -40,9 +40,10 @@ class StageRunner:
             raise e.at(instr.location, instr.name) from None
 
     def _apply(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> None:
-        if isinstance(instr, ins.RunInstr):
-            raise NotSupported("not yet supported by this version of ocibuild")
         expanded = expand_step(instr, scope)
+        if isinstance(expanded, ins.RunInstr):
+            self._run(step, expanded, state, scope)
+            return
         if isinstance(expanded, ins.ArgInstr):
             self._history(state, "ARG " + " ".join(_arg_text(a) for a in expanded.args), empty=True)
             return
@@ -55,6 +56,16 @@ class StageRunner:
             self._copy(step, expanded, state)
         else:
             raise NotSupported(f"{instr.name} is not supported")
+
+    def _run(self, step: int, instr: ins.RunInstr, state: ImageState, scope: StageScope) -> None:
+        if state.live is None:
+            state.live = run.unpack(state, self.env.blobs, self.env.scratch)
+        report = self.env.steps.reporter
+        entries = run.run_step(instr, state, state.live, sandbox=self.env.sandbox(), env=scope.run_env(),
+                               network=self.env.opts.network, clamp=self.env.epoch,
+                               output=lambda stream, data: report.log(step, data))
+        self._commit_layer(step, entries, state, run.history_text(instr, state, scope.run_args()),
+                           on_disk=True)
 
     def _history(self, state: ImageState, text: str, *, empty: bool) -> None:
         state.config = state.config.add_history(text, created=self.env.created, empty_layer=empty,
@@ -100,12 +111,19 @@ class StageRunner:
     def _owner(self, spec: str, state: ImageState) -> tuple[int, int]:
         return resolve_owner(spec, state.tree)
 
-    def _commit_layer(self, step: int, entries: list[TarEntry], state: ImageState, text: str) -> None:
+    def _commit_layer(self, step: int, entries: list[TarEntry], state: ImageState, text: str,
+                      *, on_disk: bool = False) -> None:
+        """Write the layer; keep the tree (and the stage's disk copy, once there is one) in step.
+
+        ``on_disk``: the entries came from the disk copy itself (RUN), which is already current."""
         report = lambda n: self.env.steps.reporter.advance(step, n)  # noqa: E731
         desc, diff_id, _ = self.env.layers.make(entries, report)
         state.with_layer(desc, diff_id)
-        for entry in entries:
-            state.tree.put(entry)
+        if not on_disk:
+            for entry in entries:
+                state.tree.put(entry)
+            if state.live is not None:
+                state.live.apply(self.env.blobs, desc)
         self._history(state, text, empty=False)
 
 

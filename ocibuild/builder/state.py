@@ -23,6 +23,7 @@ class ImageState:
     layers: tuple[Descriptor, ...] = ()
     tree: Tree = field(default_factory=Tree)
     cmd_set: bool = False  # CMD set in this stage: a later ENTRYPOINT then keeps it
+    live: object | None = None  # the stage's filesystem on disk once a RUN needed it (run.LiveRoot)
 
     @classmethod
     def scratch(cls, platform: Platform) -> "ImageState":
@@ -31,7 +32,7 @@ class ImageState:
 
     def child(self) -> "ImageState":
         """A new stage starting from this image: its own tree copy, CMD not yet set here."""
-        return ImageState(self.platform, self.config, self.layers, self.tree.copy(), cmd_set=False)
+        return ImageState(self.platform, self.config, self.layers, self.tree.copy())
 
     def with_layer(self, layer: Descriptor, diff_id: str) -> None:
         self.layers = self.layers + (layer,)

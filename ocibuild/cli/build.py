@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ocibuild.builder import BuildOptions, ContextSpec, OutputSpec, build, parse_key_values
-from ocibuild.cli.common import add_debug
+from ocibuild.cli.common import add_debug, add_registry_flags, registry_access
 from ocibuild.cli.progress import make_reporter
 from ocibuild.errors import InvalidOption
 from ocibuild.builder.options import COMPRESSIONS
@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
                    help="extra context: a directory or oci-layout://path[:tag|@digest]")
     p.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
                    help="type=oci|docker|local|tar,dest=PATH[,tar=false] (default: the local image store)")
+    p.add_argument("--push", action="store_true", help="push the -t names (shorthand for -o type=registry)")
+    add_registry_flags(p)
     p.add_argument("--metadata-file", help="write build result metadata (JSON) to this file")
     p.add_argument("--iidfile", help="write the image digest to this file")
     p.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"])
@@ -34,6 +36,10 @@ def add_parser(sub) -> None:
     p.add_argument("--compression-level", type=int)
     p.add_argument("--source-date-epoch", type=int, help="timestamp for reproducible output "
                    "(default: $SOURCE_DATE_EPOCH)")
+    p.add_argument("--sandbox", default="auto", choices=["auto", "root", "userns", "proot"],
+                   help="how RUN steps run (default: the best this machine allows)")
+    p.add_argument("--network", default="default", choices=["default", "none", "host"],
+                   help="network for RUN steps (RUN --network overrides it)")
     p.add_argument("--no-cache", action="store_true", help="accepted for buildx compatibility")
     p.add_argument("--pull", action="store_true", help="accepted for buildx compatibility")
     p.add_argument("--cache-dir", help="ocibuild's cache and image store (default: $OCIBUILD_CACHE_DIR "
@@ -64,6 +70,10 @@ def options(args) -> BuildOptions:
         source_date_epoch=epoch,
         cache_dir=args.cache_dir,
         metadata_file=args.metadata_file,
+        push=args.push,
+        registry=registry_access(args),
+        sandbox=args.sandbox,
+        network=args.network,
     )
 
 
@@ -74,6 +84,8 @@ def run(args) -> int:
     if args.iidfile:
         with open(args.iidfile, "w") as f:
             f.write(str(result.digest))
+    for name in result.pushed:
+        reporter.info(f"pushed {name}")
     if args.quiet:
         print(result.digest)
     return 0

@@ -6,9 +6,20 @@ import os
 import sys
 import traceback
 
+from ocibuild.builder.registries import RegistryAccess
 from ocibuild.errors import OcibuildError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 130, 141
+
+
+def add_registry_flags(parser) -> None:
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                        help="allow plain HTTP and unverified TLS for this registry (repeatable)")
+    parser.add_argument("--tls-ca", metavar="FILE", help="an extra CA bundle to trust for registries")
+
+
+def registry_access(args) -> RegistryAccess:
+    return RegistryAccess(insecure=frozenset(args.insecure_registry), ca_file=args.tls_ca)
 
 
 def add_debug(parser) -> None:

@@ -53,6 +53,11 @@ class PlainReporter:
             extra = f" {_human(size)}" if size else ""
             self._print(f"#{step} DONE {elapsed:.1f}s{extra}")
 
+    def log(self, step: int, data: bytes) -> None:
+        """A RUN step's output, line by line (`#5 hello`), as buildx's plain progress shows it."""
+        for line in data.decode("utf-8", "replace").splitlines():
+            self._print(f"#{step} {line}")
+
     def info(self, message: str) -> None:
         self._print(message)
 
@@ -67,6 +72,9 @@ class QuietReporter(PlainReporter):
         pass
 
     def done(self, step: int, *, cached: bool = False, error: str | None = None) -> None:
+        pass
+
+    def log(self, step: int, data: bytes) -> None:
         pass
 
     def info(self, message: str) -> None:
@@ -115,6 +123,10 @@ class TtyReporter(PlainReporter):
         status = "ERROR" if error else "CACHED" if cached else f"{elapsed:.1f}s"
         self._bytes.pop(step, None)
         self._redraw(finished=f" => {name}  {status}")
+
+    def log(self, step: int, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            self._redraw(finished=f"    {line}")
 
     def info(self, message: str) -> None:
         self._redraw(finished=message)

@@ -160,21 +160,21 @@ def test_zstd_and_uncompressed(tmp_path, require):
 
 @pytest.mark.parametrize("text,files,message", [
     ("FROM scratch\nCOPY a /a\nRUN echo hi\n", {"a": "x"},
-     "ERROR: Dockerfile:3: RUN: not yet supported by this version of ocibuild\n"),
+     'ERROR: Dockerfile:3: RUN: run "/bin/sh -c echo hi": exec /bin/sh: No such file or directory\n'),
     ("FROM scratch\n\nCOPY app.bin /app\n", {},
      "ERROR: Dockerfile:3: COPY: no such file in the build context: \"app.bin\"\n"),
     ("FROM scratch\nCOPY --chown=alice a /a\n", {"a": "x"},
      "ERROR: Dockerfile:2: COPY: unable to find user alice: no /etc/passwd (passwd file) in the image\n"),
-    ("FROM busybox\n", {},
-     "ERROR: Dockerfile:1: FROM: image 'busybox:latest' is not in the local image store and pulling from "
-     "registries is not supported yet; use --build-context NAME=oci-layout://PATH\n"),
+    ("FROM busybox\n", {},  # no machine here reaches Docker Hub: the error names the image and the host
+     "ERROR: Dockerfile:1: FROM: get manifest registry-1.docker.io/library/busybox:latest: connection to "
+     "registry-1.docker.io failed: "),
     ("FROM scratch\nFOO bar\n", {}, "ERROR: Dockerfile:2: unknown instruction: FOO\n"),
 ])
 def test_errors_are_one_line_with_the_dockerfile_line(tmp_path, capsys, text, files, message):
     ctx = dockerfile(tmp_path, text, files)
     assert build("-o", f"type=oci,dest={tmp_path / 'o.tar'}", str(ctx)) == 1
     err = capsys.readouterr().err
-    assert err.endswith(message)
+    assert err.endswith("\n") and err.splitlines()[-1].startswith(message.rstrip("\n"))
     assert "Traceback" not in err
     assert not (tmp_path / "o.tar").exists()
 

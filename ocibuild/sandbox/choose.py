@@ -1,0 +1,88 @@
+"""`choose(kind)`: the best sandbox this process may use, or an error naming what is missing.
+
+"auto" prefers root (euid 0 and namespaces allowed), then a user namespace (rootless), then
+proot. The probes start the helper once per process and kind, and are cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+
+from ocibuild.errors import SandboxError
+
+from ocibuild.sandbox.ids import rootless_maps
+from ocibuild.sandbox.namespaces import CHILD, NamespaceSandbox
+from ocibuild.sandbox.proot import ProotSandbox
+from ocibuild.sandbox.spec import Sandbox
+
+KINDS = ("auto", "root", "userns", "proot")
+
+
+@functools.cache
+def probe(kind: str) -> str | None:
+    """None when namespaces of `kind` ("root" or "userns") work here, else the reason."""
+    proc = subprocess.run([sys.executable, "-S", "-E", "-s", CHILD, "--probe", kind],
+                          capture_output=True, text=True, env={}, cwd="/")
+    if proc.returncode == 0:
+        return None
+    return proc.stderr.strip() or f"the namespace probe exited {proc.returncode}"
+
+
+def choose(kind: str = "auto") -> Sandbox:
+    """The sandbox of `kind` ("auto", "root", "userns", "proot"); SandboxError when impossible."""
+    if kind not in KINDS:
+        raise SandboxError(f"unknown sandbox {kind!r}: expected one of {', '.join(KINDS)}")
+    makers = {"root": _root, "userns": _userns, "proot": _proot}
+    if kind != "auto":
+        sandbox, why_not = makers[kind]()
+        if sandbox is None:
+            raise SandboxError(f"the {kind} sandbox is not available: {why_not}")
+        return sandbox
+    reasons = []
+    for name in ("root", "userns", "proot") if os.geteuid() == 0 else ("userns", "proot"):
+        sandbox, why_not = makers[name]()
+        if sandbox is not None:
+            return sandbox
+        reasons.append(f"{name}: {why_not}")
+    raise SandboxError("no way to run RUN steps here: " + "; ".join(reasons))
+
+
+def _fallback() -> ProotSandbox | None:
+    """proot, for a foreign platform that no binfmt_misc handler serves."""
+    return ProotSandbox("proot -q: no binfmt_misc handler for this platform") if shutil.which("proot") else None
+
+
+def _root() -> tuple[Sandbox | None, str]:
+    if os.geteuid() != 0:
+        return None, f"needs root (running as uid {os.geteuid()})"
+    why_not = probe("root")
+    if why_not:
+        return None, f"namespaces are refused ({why_not})"
+    return NamespaceSandbox("root", "as root, in new mount/pid/uts/ipc namespaces", userns=False,
+                            fallback=_fallback()), ""
+
+
+def _userns() -> tuple[Sandbox | None, str]:
+    why_not = probe("userns")
+    if why_not:
+        return None, (f"user namespaces are refused ({why_not}; see sysctl "
+                      "kernel.unprivileged_userns_clone and user.max_user_namespaces)")
+    ids = rootless_maps(os.geteuid(), os.getegid())
+    if len(ids.uid.ranges) > 1:
+        sub = ids.uid.ranges[1]
+        why = (f"rootless, in a user namespace (root = uid {os.geteuid()}, "
+               f"ids 1-{sub.count} = {sub.outside}-{sub.outside + sub.count - 1})")
+    else:
+        why = ("rootless, in a user namespace that maps only root (no /etc/subuid range or no "
+               "newuidmap): RUN steps cannot switch to another user")
+    return NamespaceSandbox("userns", why, userns=True, ids=ids, fallback=_fallback()), ""
+
+
+def _proot() -> tuple[Sandbox | None, str]:
+    if not shutil.which("proot"):
+        return None, "proot is not installed (apt-get install proot)"
+    return ProotSandbox(), ""

@@ -1,0 +1,129 @@
+"""RUN in real builds: the busybox base from layers/, every platform through QEMU, the layer a
+RUN makes (whiteouts, hard links, owners, modes), its errors, checked with independent readers."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ocibuild.cli import main
+from ocibuild.layerspec import build as build_base
+from ocibuild.layerspec import load_spec
+from support import imagetree
+from support.ocilayout import Layout, decompressed, select
+from support.validate import validate_oci_archive
+
+REPO = Path(__file__).resolve().parents[2]
+DEB_CACHE = Path("/var/tmp/ocibuild-debcache")
+MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l",
+            "linux/386": "i686", "linux/ppc64le": "ppc64le", "linux/s390x": "s390x"}
+
+
+@pytest.fixture(scope="module")
+def busybox(tmp_path_factory):
+    layout = tmp_path_factory.mktemp("layers") / "busybox"
+    build_base(load_spec(REPO / "layers" / "busybox.yaml"), layout, cache=DEB_CACHE)
+    return f"busybox=oci-layout://{layout}:latest"
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCIBUILD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def build(busybox: str, ctx: Path, *argv: str) -> int:
+    return main(["build", "--progress", "plain", "--build-context", busybox, *argv, str(ctx)])
+
+
+def context(tmp_path: Path, dockerfile: str, **files: str) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for name, text in files.items():
+        (ctx / name).write_text(text)
+    return ctx
+
+
+def content(archive: Path, platform: str, path: str) -> bytes:
+    """A file's bytes in one platform's image, read with tarfile (not with ocibuild's code)."""
+    with Layout.open(archive) as layout:
+        image = select(layout, platform)
+        for layer in reversed(image.manifest["layers"]):
+            with layout.open_blob(layer["digest"]) as raw, tarfile.open(fileobj=decompressed(raw), mode="r|") as lt:
+                for member in lt:
+                    if "/" + member.name.removeprefix("./") == path and member.isfile():
+                        return lt.extractfile(member).read()
+    raise AssertionError(f"{path} not found in {platform}")
+
+
+def test_every_platform_runs_its_own_machine(busybox, tmp_path, require):
+    require("binfmt:arm64", "binfmt:arm", "skopeo", "umoci", "oci-image-tool")
+    ctx = context(tmp_path, "FROM busybox\nRUN uname -m > /arch && echo done $TARGETARCH > /note\n"
+                            "ARG TARGETARCH\nRUN echo $TARGETARCH >> /note\n")
+    out = tmp_path / "out.tar"
+    assert build(busybox, ctx, "--platform", ",".join(MACHINES), "-o", f"type=oci,dest={out}") == 0
+    validate_oci_archive(out)
+    for platform, machine in MACHINES.items():
+        assert content(out, platform, "/arch") == f"{machine}\n".encode(), platform
+        assert content(out, platform, "/note").decode().split() == ["done", platform.split("/")[1]]
+
+
+def test_the_layer_holds_exactly_the_change(busybox, tmp_path):
+    ctx = context(tmp_path, (
+        "FROM busybox\n"
+        "RUN mkdir -p /d/sub /gone && echo 1 > /d/a && echo 2 > /d/b && echo x > /gone/x\n"
+        "RUN rm /d/b && rm -r /gone && ln /d/a /d/hard && ln -s a /d/soft && chown 1000:50 /d/a"
+        " && chmod 4755 /d/a && mkdir -p /d/sub && rm -r /d/sub && mkdir /d/sub && touch /d/sub/new\n"
+        "RUN rm /bin/vi\n"))
+    out = tmp_path / "out.tar"
+    assert build(busybox, ctx, "--platform", "linux/amd64", "-o", f"type=oci,dest={out}") == 0
+    files = imagetree.load(out, "linux/amd64").files
+    assert "/d/b" not in files and "/gone" not in files and "/bin/vi" not in files
+    assert files["/d/a"].uid == 1000 and files["/d/a"].gid == 50 and files["/d/a"].mode == 0o4755
+    assert files["/d/hard"].linkname == files["/d/a"].linkname  # one hard-link group
+    assert files["/d/soft"].type == "symlink" and files["/d/soft"].linkname == "a"
+    assert "/d/sub/new" in files and "/bin/sh" in files
+    names = _layer_names(out)
+    assert "d/.wh.b" in names[2] and ".wh.gone" in names[2] and "bin/.wh.vi" in names[3]
+    assert len(names[3]) == 2  # `RUN rm /bin/vi`: the whiteout and its parent, nothing else
+
+
+def _layer_names(archive: Path) -> list[list[str]]:
+    with Layout.open(archive) as layout:
+        out = []
+        for layer in select(layout).manifest["layers"]:
+            with layout.open_blob(layer["digest"]) as raw, tarfile.open(fileobj=decompressed(raw), mode="r|") as lt:
+                out.append([m.name for m in lt])
+        return out
+
+
+def test_env_args_workdir_and_user_reach_the_command(busybox, tmp_path):
+    ctx = context(tmp_path, (
+        "FROM busybox\nARG A=from-arg\nENV E=from-env\nWORKDIR /w\n"
+        "RUN echo \"$A $E $(pwd)\" > /w/seen && chown nobody /w\n"
+        "USER nobody\nRUN id -u > /w/uid\n"))
+    out = tmp_path / "root"
+    assert build(busybox, ctx, "--build-arg", "A=given", "-o", f"type=local,dest={out}") == 0
+    assert (out / "w" / "seen").read_text() == "given from-env /w\n"
+    assert (out / "w" / "uid").read_text() == "65534\n"
+
+
+def test_a_failing_run_names_its_line_and_exit_code(busybox, tmp_path, capsys):
+    ctx = context(tmp_path, "FROM busybox\n\nRUN echo oops >&2 && exit 3\n")
+    assert build(busybox, ctx, "-o", f"type=oci,dest={tmp_path / 'o.tar'}") == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ERROR: Dockerfile:3: RUN:") and "exit code: 3" in last
+    assert "oops" in err
+    assert not (tmp_path / "o.tar").exists()
+
+
+def test_network_none_has_only_loopback(busybox, tmp_path):
+    ctx = context(tmp_path, "FROM busybox\nRUN --network=none cat /proc/net/dev > /net\n")
+    out = tmp_path / "root"
+    assert build(busybox, ctx, "-o", f"type=local,dest={out}") == 0
+    interfaces = [line.split(":")[0].strip() for line in (out / "net").read_text().splitlines()[2:]]
+    assert interfaces == ["lo"]
+    assert not (out / "etc" / "resolv.conf").exists() or (out / "etc" / "resolv.conf").stat().st_size == 0

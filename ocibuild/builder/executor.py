@@ -22,9 +22,12 @@ from ocibuild.builder.options import BuildOptions, ContextSpec
 from ocibuild.builder.sources import ContextFS
 from ocibuild.builder.stage import StageRunner
 from ocibuild.builder.state import ImageState
-from ocibuild.dockerfile import Dockerfile, GlobalScope, StageScope, expand_from, load_ignore, needed_stages, parse
+from ocibuild.dockerfile import (
+    Dockerfile, GlobalScope, RunInstr, StageScope, expand_from, load_ignore, needed_stages, parse,
+)
 from ocibuild.dockerfile.ignore import match_component
 from ocibuild.errors import BuildError, ContextError, NotFound, OcibuildError
+from ocibuild.sandbox import check_platforms
 from ocibuild.sandbox import choose as choose_sandbox
 from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Reference, host_platform, rfc3339
 from ocibuild.store.archive import open_source
@@ -93,6 +96,7 @@ class Build:
     def run(self) -> BuildResult:
         """Build every platform; file contents stay in the scratch space until the Build is closed."""
         platforms = self.opts.platforms or [host_platform()]
+        self._preflight(platforms)
         images = {str(p): self._build_platform(p, multi=len(platforms) > 1) for p in platforms}
         for name in self._unused:
             self.steps.reporter.warn(f"build argument {name!r} is not consumed by any instruction")
@@ -105,11 +109,25 @@ class Build:
             self.blobs.put_bytes(index.to_json(), top.digest)
         return BuildResult(top, manifests, images)
 
-    def _build_platform(self, platform: Platform, *, multi: bool) -> ImageState:
-        host = host_platform()
-        automatic = {**platform.build_args("TARGET"), **host.build_args("BUILD")}
+    def _plan(self, platform: Platform) -> tuple[GlobalScope, list]:
+        automatic = {**platform.build_args("TARGET"), **host_platform().build_args("BUILD")}
         scope = GlobalScope(self.dockerfile, self.opts.build_args, automatic)
-        order = needed_stages(self.dockerfile, self.opts.target, scope)
+        return scope, needed_stages(self.dockerfile, self.opts.target, scope)
+
+    def _preflight(self, platforms: list[Platform]) -> None:
+        """Fail before any work when a stage with RUN targets a platform this machine cannot run."""
+        running: list[Platform] = []
+        for platform in platforms:
+            scope, order = self._plan(platform)
+            for stage in order:
+                if any(isinstance(i, RunInstr) for i in stage.instructions):
+                    requested = expand_from(stage, scope)[1]
+                    running.append(Platform.parse(requested) if requested else platform)
+        if running:
+            check_platforms(list(dict.fromkeys(running)))
+
+    def _build_platform(self, platform: Platform, *, multi: bool) -> ImageState:
+        scope, order = self._plan(platform)
         label = f"{platform} " if multi else ""
         state = None
         for stage in order:

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from ocibuild import __version__
-from ocibuild.cli import build, images, inspect, login, pull, push
+from ocibuild.cli import binfmt, build, images, inspect, login, pull, push
 from ocibuild.cli.common import run_verb
 
 VERBS = {"build": build, "inspect": inspect, "images": images, "pull": pull, "push": push,
-         "login": login, "logout": login.Logout}
+         "login": login, "logout": login.Logout, "binfmt": binfmt}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,3 +127,20 @@ def test_network_none_has_only_loopback(busybox, tmp_path):
     interfaces = [line.split(":")[0].strip() for line in (out / "net").read_text().splitlines()[2:]]
     assert interfaces == ["lo"]
     assert not (out / "etc" / "resolv.conf").exists() or (out / "etc" / "resolv.conf").stat().st_size == 0
+
+
+def test_an_unrunnable_platform_fails_before_any_work(busybox, tmp_path, capsys):
+    ctx = context(tmp_path, "FROM busybox\nRUN true\n")
+    assert build(busybox, ctx, "--platform", "linux/arm64,linux/sparc64", "-o", f"type=oci,dest={tmp_path / 'o'}") == 1
+    out = capsys.readouterr()
+    assert out.err.strip().splitlines()[-1] == ("ERROR: cannot run RUN steps for linux/sparc64 on this "
+                                                "linux/amd64 machine: QEMU has no emulator for it")
+    assert "FROM busybox" not in out.err  # nothing started
+
+
+def test_binfmt_reports_how_each_platform_runs(capsys, require):
+    require("binfmt:arm64")
+    assert main(["binfmt"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "qemu (binfmt_misc)" in rows["linux/arm64"] and "native" in rows["linux/amd64"]
+    assert "32-bit personality" in rows["linux/386"]

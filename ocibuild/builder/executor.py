@@ -18,6 +18,8 @@ from ocibuild.builder.add import plan_add
 from ocibuild.builder.base import load_image
 from ocibuild.builder.events import NullReporter, Reporter, Steps
 from ocibuild.builder.layers import LayerMaker
+from ocibuild.builder.mounts import MountPlanner
+from ocibuild.builder.run import unpack
 from ocibuild.builder.options import BuildOptions, ContextSpec
 from ocibuild.builder.sources import ContextFS
 from ocibuild.builder.stage import StageRunner
@@ -195,6 +197,21 @@ class Build:
         return source, desc, f"image {ref.familiar()!r}"
 
     # -- services for StageRunner ----------------------------------------------------------
+
+    def mounts(self, target: Platform, platform: Platform) -> MountPlanner:
+        """How RUN --mount finds its sources: the context, a stage, a named context or an image."""
+        def source_dir(name: str | None) -> str:
+            if not name:
+                return self.context_fs.root
+            found = self.copy_source(name, target, platform)
+            if isinstance(found, ContextFS):
+                return found.root
+            if found.live is None:
+                found.live = unpack(found, self.blobs, self.scratch)
+            return found.live.path
+
+        return MountPlanner(scratch=self.scratch, cache_root=str(self.cache / "mounts"),
+                            secrets=self.opts.secrets, sources=source_dir)
 
     def sandbox(self):
         """The sandbox RUN steps use, chosen on first use and announced once."""

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from ocibuild.errors import InvalidOption
+from ocibuild.builder.mounts import SecretSpec
 from ocibuild.builder.registries import RegistryAccess
 from ocibuild.layer.compress import Compression
 from ocibuild.oci import Platform
@@ -138,5 +139,6 @@ class BuildOptions:
     metadata_file: str | None = None
     push: bool = False                     # --push: push the -t names (type=registry)
     registry: RegistryAccess = field(default_factory=RegistryAccess)
+    secrets: dict[str, SecretSpec] = field(default_factory=dict)  # --secret, by id
     sandbox: str = "auto"                  # how RUN runs: auto | root | userns | proot
     network: str = "default"               # RUN's network unless RUN --network says otherwise

@@ -15,7 +15,6 @@ from ocibuild.builder.base import plain_owners, tree_from_dir
 from ocibuild.builder.metadata import command_line
 from ocibuild.builder.state import ImageState
 from ocibuild.dockerfile import instructions as ins
-from ocibuild.errors import BuildError
 from ocibuild.layer.compress import open_layer
 from ocibuild.layer.diff import diff
 from ocibuild.layer.entry import TarEntry
@@ -47,14 +46,13 @@ def unpack(state: ImageState, blobs: BlobStore, scratch: str) -> LiveRoot:
 
 
 def run_step(instr: ins.RunInstr, state: ImageState, live: LiveRoot, *, sandbox, env: list[str],
-             network: str, clamp: int | None, output=None) -> list[TarEntry]:
+             network: str, clamp: int | None, mounts=(), output=None) -> list[TarEntry]:
     """Run ``instr`` in ``live`` and return the layer's entries; ``state.tree`` follows the disk."""
-    if instr.mounts:
-        raise BuildError("RUN --mount is not supported yet")
     before = snapshot(live.path, owners=live.owners)
     spec = RunSpec(rootfs=live.path, argv=list(_argv(instr, state)), env=env,
                    cwd=state.config.config.working_dir or "/", user=state.config.config.user,
-                   platform=state.platform, network=instr.network or network, output=output)
+                   platform=state.platform, network=instr.network or network, mounts=list(mounts),
+                   output=output)
     result = sandbox.run(spec)
     idmap = _idmap(result.ids)
     entries = diff(before, live.path, owners=live.owners, idmap=idmap, mtime_clamp=clamp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from ocibuild.builder import metadata, run
 from ocibuild.builder.copy import CopyRequest, plan_copy, plan_mkdir
 from ocibuild.builder.sources import ContextFS, SourceFS, TreeFS
@@ -61,9 +63,12 @@ class StageRunner:
         if state.live is None:
             state.live = run.unpack(state, self.env.blobs, self.env.scratch)
         report = self.env.steps.reporter
-        entries = run.run_step(instr, state, state.live, sandbox=self.env.sandbox(), env=scope.run_env(),
-                               network=self.env.opts.network, clamp=self.env.epoch,
-                               output=lambda stream, data: report.log(step, data))
+        with ExitStack() as stack:
+            mounts = self.env.mounts(self.target, state.platform).plan(
+                instr.mounts, state.config.config.working_dir or "/", stack)
+            entries = run.run_step(instr, state, state.live, sandbox=self.env.sandbox(), env=scope.run_env(),
+                                   network=self.env.opts.network, clamp=self.env.epoch, mounts=mounts,
+                                   output=lambda stream, data: report.log(step, data))
         self._commit_layer(step, entries, state, run.history_text(instr, state, scope.run_args()),
                            on_disk=True)
 

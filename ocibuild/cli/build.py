@@ -8,6 +8,7 @@ from ocibuild.builder import BuildOptions, ContextSpec, OutputSpec, build, parse
 from ocibuild.cli.common import add_debug, add_registry_flags, registry_access
 from ocibuild.cli.progress import make_reporter
 from ocibuild.errors import InvalidOption
+from ocibuild.builder.mounts import SecretSpec
 from ocibuild.builder.options import COMPRESSIONS
 from ocibuild.oci import parse_platforms
 
@@ -36,6 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--compression-level", type=int)
     p.add_argument("--source-date-epoch", type=int, help="timestamp for reproducible output "
                    "(default: $SOURCE_DATE_EPOCH)")
+    p.add_argument("--secret", action="append", default=[], metavar="id=NAME[,src=FILE|,env=VAR]",
+                   help="a secret for RUN --mount=type=secret (repeatable)")
     p.add_argument("--sandbox", default="auto", choices=["auto", "root", "userns", "proot"],
                    help="how RUN steps run (default: the best this machine allows)")
     p.add_argument("--network", default="default", choices=["default", "none", "host"],
@@ -72,6 +75,7 @@ def options(args) -> BuildOptions:
         metadata_file=args.metadata_file,
         push=args.push,
         registry=registry_access(args),
+        secrets={s.id: s for s in map(SecretSpec.parse, args.secret)},
         sandbox=args.sandbox,
         network=args.network,
     )

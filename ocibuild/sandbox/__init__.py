@@ -13,10 +13,11 @@ says how on-disk owners map to in-container owners for the layer (see `ids`).
 """
 
 from ocibuild.sandbox import binfmt
+from ocibuild.sandbox._mounts import resolve as resolve_in_root
 from ocibuild.sandbox.choose import choose, probe
 from ocibuild.sandbox.emulation import Emulation, check_platforms, plan
 from ocibuild.sandbox.ids import IdMap, IdMaps, IdRange
 from ocibuild.sandbox.spec import Mount, OutputSink, RunResult, RunSpec, Sandbox
 
-__all__ = ["binfmt", "choose", "probe", "check_platforms", "plan", "Emulation", "IdMap", "IdMaps", "IdRange",
+__all__ = ["binfmt", "resolve_in_root", "choose", "probe", "check_platforms", "plan", "Emulation", "IdMap", "IdMaps", "IdRange",
            "Mount", "OutputSink", "RunResult", "RunSpec", "Sandbox"]

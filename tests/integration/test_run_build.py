@@ -3,6 +3,7 @@ RUN makes (whiteouts, hard links, owners, modes), its errors, checked with indep
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from pathlib import Path
 
@@ -144,3 +145,65 @@ def test_binfmt_reports_how_each_platform_runs(capsys, require):
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert "qemu (binfmt_misc)" in rows["linux/arm64"] and "native" in rows["linux/amd64"]
     assert "32-bit personality" in rows["linux/386"]
+
+
+def _all_bytes(archive: Path) -> bytes:
+    """Every blob of an OCI archive, layers decompressed: what a secret must never appear in."""
+    out = []
+    with Layout.open(archive) as layout:
+        for name in layout.names():
+            data = layout.read(name)
+            out.append(data)
+            if data[:2] == b"\x1f\x8b":
+                import gzip
+                out.append(gzip.decompress(data))
+    return b"".join(out)
+
+
+def test_a_secret_reaches_the_step_and_nothing_else(busybox, tmp_path, capsys, monkeypatch):
+    marker = "s3cr3t-" + tmp_path.name
+    (tmp_path / "token").write_text(marker)
+    monkeypatch.setenv("API_KEY", marker + "-env")
+    ctx = context(tmp_path, (
+        "FROM busybox\n"
+        "RUN --mount=type=secret,id=tok md5sum < /run/secrets/tok | cut -d' ' -f1 > /seen1\n"
+        "RUN --mount=type=secret,id=API_KEY,target=/k,required=true grep -q s3cr3t /k && echo ok > /seen2\n"
+        "RUN echo $(ls /run 2>/dev/null) > /run-after\n"))
+    out = tmp_path / "o.tar"
+    assert build(busybox, ctx, "--secret", f"id=tok,src={tmp_path / 'token'}", "--secret", "id=API_KEY",
+                 "-o", f"type=oci,dest={out}") == 0
+    logs = capsys.readouterr()
+    assert content(out, "linux/amd64", "/seen1").decode().strip() == hashlib.md5(marker.encode()).hexdigest()
+    assert content(out, "linux/amd64", "/seen2") == b"ok\n"
+    assert marker.encode() not in _all_bytes(out)
+    assert marker not in logs.out + logs.err
+    assert "/k" not in imagetree.load(out, "linux/amd64").files
+
+
+def test_a_required_secret_that_is_missing_fails_the_step(busybox, tmp_path, capsys):
+    ctx = context(tmp_path, "FROM busybox\nRUN --mount=type=secret,id=nope,required cat /run/secrets/nope\n")
+    assert build(busybox, ctx, "-o", f"type=oci,dest={tmp_path / 'o.tar'}") == 1
+    assert "ERROR: Dockerfile:2: RUN: secret 'nope' is required" in capsys.readouterr().err
+
+
+def test_cache_bind_and_tmpfs_mounts(busybox, tmp_path):
+    ctx = context(tmp_path, (
+        "FROM busybox AS data\nRUN echo from-stage > /made\n"
+        "FROM busybox\n"
+        "RUN --mount=type=cache,target=/var/cache/app,id=app echo x >> /var/cache/app/log"
+        " && wc -l < /var/cache/app/log > /count\n"
+        "RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /copied\n"
+        "RUN --mount=type=bind,rw,target=/mnt/ctx echo scribble > /mnt/ctx/input.txt\n"
+        "RUN --mount=type=bind,from=data,source=/made,target=/m cat /m > /from-stage\n"
+        "RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-seen\n"),
+        **{"input.txt": "context data\n"})
+    for run_number in (1, 2):
+        root = tmp_path / f"root{run_number}"
+        assert build(busybox, ctx, "-o", f"type=local,dest={root}") == 0
+        assert (root / "count").read_text().strip() == str(run_number)  # the cache outlives the build
+    assert (root / "copied").read_text() == "context data\n"
+    assert (ctx / "input.txt").read_text() == "context data\n"  # rw bind writes are thrown away
+    assert (root / "from-stage").read_text() == "from-stage\n"
+    assert (root / "tmpfs-seen").read_text() == "x\n"
+    assert not (root / "scratch").exists() and not (root / "mnt").exists()
+    assert not (root / "var" / "cache" / "app").exists()

@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from ocibuild import __version__
-from ocibuild.cli import binfmt, build, images, inspect, login, pull, push
+from ocibuild.cli import binfmt, build, images, imagetools, inspect, login, manifest, pull, push
 from ocibuild.cli.common import run_verb
 
 VERBS = {"build": build, "inspect": inspect, "images": images, "pull": pull, "push": push,
-         "login": login, "logout": login.Logout, "binfmt": binfmt}
+         "login": login, "logout": login.Logout, "manifest": manifest, "imagetools": imagetools,
+         "binfmt": binfmt}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 
 from ocibuild.builder import metadata, run
 from ocibuild.builder.copy import CopyRequest, plan_copy, plan_mkdir
 from ocibuild.builder.sources import ContextFS, SourceFS, TreeFS
 from ocibuild.builder.state import ImageState
 from ocibuild.builder.users import resolve_owner
-from ocibuild.dockerfile import StageScope
+from ocibuild.dockerfile import StageScope, parse
 from ocibuild.dockerfile import step as expand_step
 from ocibuild.dockerfile import instructions as ins
 from ocibuild.dockerfile.ignore import match_component
@@ -28,10 +29,14 @@ class StageRunner:
         self.target = target  # the build's platform, which names the stages COPY --from reads
 
     def run(self, stage, state: ImageState, scope: StageScope) -> ImageState:
-        name = stage.name or f"stage-{stage.index}"
-        total = len(stage.instructions) + 1
-        for i, instr in enumerate(stage.instructions, start=2):
-            title = f"[{self.platform_label}{name} {i}/{total}] {instr.original.splitlines()[0]}"
+        """The base image's ONBUILD triggers (consumed: the result does not inherit them), then the stage."""
+        triggers = onbuild_triggers(state, stage.from_instr)
+        instructions = [*triggers, *stage.instructions]
+        total = len(instructions) + 1
+        for i, instr in enumerate(instructions, start=2):
+            shown = instr.original.splitlines()[0]
+            title = f"[{self.platform_label}{stage.display_name} {i}/{total}] " + \
+                    (f"ONBUILD {shown}" if i - 2 < len(triggers) else shown)
             self.env.steps.run(title, self._dispatch, instr, state, scope)
         return state
 
@@ -130,6 +135,19 @@ class StageRunner:
             if state.live is not None:
                 state.live.apply(self.env.blobs, desc)
         self._history(state, text, empty=False)
+
+
+def onbuild_triggers(state: ImageState, frm: ins.FromInstr) -> list[ins.Instruction]:
+    """The base image's ONBUILD instructions, parsed, located at the FROM line that ran them."""
+    triggers = state.config.config.on_build
+    if not triggers:
+        return []
+    state.config = state.config.with_config(on_build=())
+    try:
+        parsed = parse("FROM scratch\n" + "\n".join(triggers) + "\n", filename=frm.location.file)
+    except OcibuildError as e:
+        raise e.at(frm.location, "FROM") from None
+    return [replace(i, location=frm.location) for i in parsed.stages[0].instructions]
 
 
 def _chmod(value: str | None) -> int | None:

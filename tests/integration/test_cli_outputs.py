@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ocibuild.cli import main
+from support import imagetree
 from support.validate import validate_docker_archive, validate_oci_archive, validate_oci_layout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,3 +229,22 @@ def test_from_buildplatform_and_target_args(tmp_path):
     host = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
     assert (tmp_path / "root" / f"built-on-{host}-for-arm64").exists()
     shutil.rmtree(tmp_path / "root")
+
+
+def test_onbuild_triggers_run_in_the_child_and_are_consumed(tmp_path, capsys):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "Dockerfile").write_text("FROM scratch\nONBUILD COPY trigger.txt /from-trigger\nONBUILD LABEL t=yes\n")
+    assert build("-q", "-t", "onbase:1", str(base)) == 0
+    ctx = dockerfile(tmp_path, "FROM onbase:1\nCOPY own.txt /own\n", {"trigger.txt": "t\n", "own.txt": "o\n"})
+    out = tmp_path / "child.tar"
+    assert build("-o", f"type=oci,dest={out}", str(ctx)) == 0
+    assert "ONBUILD COPY trigger.txt /from-trigger" in capsys.readouterr().err
+    tree = imagetree.load(out)
+    assert {"/from-trigger", "/own"} <= set(tree.files)
+    assert tree.config["Labels"] == {"t": "yes"}
+    with tarfile.open(out) as tar:
+        index = json.load(tar.extractfile("index.json"))
+        manifest = json.load(tar.extractfile("blobs/sha256/" + index["manifests"][0]["digest"][7:]))
+        config = json.load(tar.extractfile("blobs/sha256/" + manifest["config"]["digest"][7:]))
+    assert "OnBuild" not in config["config"]

@@ -153,11 +153,13 @@ class Build:
         if not state.config.config.working_dir:  # BuildKit records "/" rather than nothing
             state.config = state.config.with_config(working_dir="/")
         parent = self.dockerfile.find_stage(base_name)
-        if parent is not None and parent.index < stage.index:
+        from_stage = parent is not None and parent.index < stage.index
+        if from_stage:
             stage_scope = scope.stage(parent=self._scopes[(str(platform), parent.index)])
         else:
             stage_scope = scope.stage(base_env=state.config.config.env)
-        StageRunner(self, label, platform).run(stage, state, stage_scope)
+        # ONBUILD triggers fire when an image is used as a base, not for a stage of the same file.
+        StageRunner(self, label, platform).run(stage, state, stage_scope, run_triggers=not from_stage)
         self._stages[(str(platform), stage.index)] = state
         self._scopes[(str(platform), stage.index)] = stage_scope
         return state

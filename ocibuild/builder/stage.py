@@ -28,9 +28,9 @@ class StageRunner:
         self.platform_label = platform_label
         self.target = target  # the build's platform, which names the stages COPY --from reads
 
-    def run(self, stage, state: ImageState, scope: StageScope) -> ImageState:
+    def run(self, stage, state: ImageState, scope: StageScope, *, run_triggers: bool = True) -> ImageState:
         """The base image's ONBUILD triggers (consumed: the result does not inherit them), then the stage."""
-        triggers = onbuild_triggers(state, stage.from_instr)
+        triggers = onbuild_triggers(state, stage.from_instr) if run_triggers else []
         instructions = [*triggers, *stage.instructions]
         total = len(instructions) + 1
         for i, instr in enumerate(instructions, start=2):

@@ -17,7 +17,7 @@ from ocibuild.builder.copy import CopyRequest, plan_copy
 from ocibuild.builder.sources import WILDCARDS, ContextFS, TreeFS
 from ocibuild.builder.tree import Tree, clean
 from ocibuild.errors import ContentError, NotSupported
-from ocibuild.layer.compress import open_layer
+from ocibuild.layer.decompress import open_layer
 from ocibuild.layer.entry import Kind, TarEntry
 from ocibuild.layer.extract import apply_layer
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ocibuild.builder.state import ImageState, oci_layer
 from ocibuild.builder.tree import Tree
 from ocibuild.errors import StoreError
-from ocibuild.layer.compress import open_layer
+from ocibuild.layer.decompress import open_layer
 from ocibuild.layer.extract import apply_layer
 from ocibuild.layer.tree import entry_from_stat, scan
 from ocibuild.oci import Descriptor, Digest, Platform

@@ -15,7 +15,7 @@ from ocibuild.builder.base import plain_owners, tree_from_dir
 from ocibuild.builder.metadata import command_line
 from ocibuild.builder.state import ImageState
 from ocibuild.dockerfile import instructions as ins
-from ocibuild.layer.compress import open_layer
+from ocibuild.layer.decompress import open_layer
 from ocibuild.layer.diff import diff
 from ocibuild.layer.entry import TarEntry
 from ocibuild.layer.extract import apply_layer

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, ContextManager, Iterable
 
 from ocibuild.errors import BuildError, ContentError, UnsafeLayer
-from ocibuild.layer.compress import open_layer
+from ocibuild.layer.decompress import open_layer
 from ocibuild.layer.entry import Kind
 from ocibuild.layer.scope import Scope, ScopeError, lstat_at, remove_at
 

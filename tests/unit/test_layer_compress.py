@@ -10,7 +10,8 @@ import pytest
 
 import ocibuild.layer.compress as compress
 from ocibuild.errors import ContentError, InvalidOption
-from ocibuild.layer.compress import Compression, LayerWriter, build_layer, open_layer
+from ocibuild.layer.compress import Compression, LayerWriter, build_layer
+from ocibuild.layer.decompress import open_layer
 from ocibuild.layer.entry import Kind, TarEntry
 from ocibuild.layer.tarwriter import write_tar
 

@@ -99,3 +99,22 @@ def test_login_then_push_to_an_authenticated_registry(htpasswd_registry, tmp_pat
     assert main(["build", "-q", "-t", f"{name}:2", "--push", "--insecure-registry", host, str(HELLO)]) == 1
     err = capsys.readouterr().err
     assert "ERROR:" in err and USERS["alice"] not in err
+
+
+def test_build_from_what_skopeo_pushed(plain_registry, tmp_path, require):
+    """Interoperability the other way: skopeo puts the image in the registry, ocibuild builds FROM it."""
+    require("skopeo", "binfmt:arm64")
+    from ocibuild.layerspec import build as build_base
+    from ocibuild.layerspec import load_spec
+
+    layout = tmp_path / "busybox"
+    build_base(load_spec(REPO / "layers" / "busybox.yaml"), layout, cache=Path("/var/tmp/ocibuild-debcache"))
+    name = repo(plain_registry, "busybox")
+    subprocess.run(["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:latest",
+                    f"docker://{name}:1"], check=True, capture_output=True)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}:1\nRUN uname -m > /arch\n")
+    root = tmp_path / "root"
+    assert main(["build", "-q", "--platform", "linux/arm64", "-o", f"type=local,dest={root}", str(ctx)]) == 0
+    assert (root / "arch").read_text() == "aarch64\n"

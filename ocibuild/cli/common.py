@@ -6,7 +6,6 @@ import os
 import sys
 import traceback
 
-from ocibuild.builder.registries import RegistryAccess
 from ocibuild.errors import OcibuildError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 130, 141
@@ -18,7 +17,9 @@ def add_registry_flags(parser) -> None:
     parser.add_argument("--tls-ca", metavar="FILE", help="an extra CA bundle to trust for registries")
 
 
-def registry_access(args) -> RegistryAccess:
+def registry_access(args) -> "RegistryAccess":
+    from ocibuild.builder.registries import RegistryAccess  # only the verbs that talk to registries pay for it
+
     return RegistryAccess(insecure=frozenset(args.insecure_registry), ca_file=args.tls_ca)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from ocibuild.cli.common import add_debug, add_registry_flags, registry_access
 from ocibuild.errors import InvalidOption
-from ocibuild.registry import Credentials, check_login, login, logout
+from ocibuild.registry import Credentials, check_login, login
 
 
 def add_parser(sub) -> None:
@@ -35,19 +35,3 @@ def run(args) -> int:
     login(args.server, username, password)
     print("Login Succeeded")
     return 0
-
-
-class Logout:
-    """`ocibuild logout SERVER`."""
-
-    @staticmethod
-    def add_parser(sub) -> None:
-        p = sub.add_parser("logout", help="remove a registry's credentials")
-        p.add_argument("server")
-        add_debug(p)
-
-    @staticmethod
-    def run(args) -> int:
-        removed = logout(args.server)
-        print(f"Removing login credentials for {args.server}" if removed else f"Not logged in to {args.server}")
-        return 0

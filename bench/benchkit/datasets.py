@@ -29,6 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 GENERATOR_VERSION = 1
 MTIME = 1_700_000_000  # every file and directory gets this mtime: metadata is deterministic too
@@ -87,6 +88,22 @@ def small_layout(dirs: int = 50, subdirs: int = 10, per_dir: int = 100, seed: st
         for s in range(subdirs)
         for f in range(per_dir)
     ]
+
+
+def files20k_layout(dirs: int = 20, per_dir: int = 1000, seed: str = "files20k") -> list[FileSpec]:
+    """20,000 text files of 64-512 bytes: a base image with many files and few bytes."""
+    rng = random.Random(seed)
+    return [FileSpec(f"f{d:02d}/n{f:04d}.txt", rng.randint(64, 512), "text")
+            for d in range(dirs) for f in range(per_dir)]
+
+
+LAYOUTS: dict[str, Callable[[], list[FileSpec]]] = {
+    "big": lambda: big_layout(GiB),
+    "big-256m": lambda: big_layout(GiB // 4),  # same 2,000 files, a quarter of the bytes
+    "small": lambda: small_layout(),
+    "files20k": lambda: files20k_layout(),
+    "empty": lambda: [],  # an empty build context, for benchmarks whose work is in RUN or in a base image
+}
 
 
 def _apportion(total: int, weights: list[float]) -> list[int]:
@@ -192,6 +209,7 @@ def ensure(cache_dir: Path, name: str, layout: list[FileSpec], log=print) -> Dat
 
 def _generate(context: Path, layout: list[FileSpec]) -> int:
     dirs = sorted({os.path.dirname(s.relpath) for s in layout})
+    context.mkdir(parents=True)  # even when empty
     for d in dirs:
         (context / d).mkdir(parents=True, exist_ok=True)
     chunks = [layout[i::64] for i in range(64)]  # interleaved: each chunk gets a mix of big and small files
@@ -199,13 +217,15 @@ def _generate(context: Path, layout: list[FileSpec]) -> int:
         total = sum(pool.map(_write_files, [str(context)] * len(chunks), chunks))
     for d in {str(p) for d in dirs for p in Path(d).parents} | set(dirs):  # utime does not touch the parent
         os.utime(context / d, (MTIME, MTIME))
+    os.utime(context, (MTIME, MTIME))
     return total
 
 
 def warm(context: Path) -> None:
-    """Read every file once so both tools start from the same warm page cache."""
+    """Read every file (of a tree, or one file) once so both tools start from the same warm page cache."""
     buf = bytearray(MiB)
-    for dirpath, _dirs, files in os.walk(context):
+    walk = [("", [], [str(context)])] if context.is_file() else os.walk(context)
+    for dirpath, _dirs, files in walk:
         for name in files:
             with open(os.path.join(dirpath, name), "rb", buffering=0) as f:
                 while f.readinto(buf):

@@ -8,6 +8,7 @@ slow drift of the machine (thermal, background writeback) hits both alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import statistics
@@ -16,14 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import datasets, ociout
-from .datasets import GiB
+from . import bases, datasets, ociout
+from .registry import Registry
 
-DATASETS: Mapping[str, Callable[[], list[datasets.FileSpec]]] = {
-    "big": lambda: datasets.big_layout(GiB),
-    "big-256m": lambda: datasets.big_layout(GiB // 4),  # same 2,000 files, a quarter of the bytes
-    "small": datasets.small_layout,
-}
+DATASETS: Mapping[str, Callable[[], list[datasets.FileSpec]]] = datasets.LAYOUTS
 
 
 @dataclass(frozen=True)
@@ -33,6 +30,7 @@ class Targets:
     max_wall_ratio: float | None = None   # ocibuild median / buildah median
     min_mb_per_s: float | None = None     # context bytes / ocibuild median, in 10^6 bytes/s
     min_compression_share: float | None = None  # ocibuild's compression ratio / buildah's
+    max_seconds: float | None = None      # ocibuild's median wall time (or difference, with a baseline)
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,16 @@ class Benchmark:
     flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # tool name -> extra build flags
     targets: Targets = Targets()
     default: bool = True  # False: runs only when named by --only or --scale
+    platforms: tuple[str, ...] = ()  # --platform for both tools; several make an image index
+    bases: Mapping[str, str] = field(default_factory=dict)  # name FROM uses -> base image (bases.py)
+    baseline: str | None = None  # a Dockerfile built in the same run; its time is subtracted
+    push: str | None = None  # push this base image to a loopback registry instead of building
+    again: bool = False  # with push: the registry already holds the image (existence checks only)
+    reference: str = "buildah"  # what the `buildah` slot of --tools runs here (skopeo for pushes)
 
+
+RUN3 = ("FROM busybox\n"
+        "RUN mkdir /w && for i in $(seq 2000); do echo $i > /w/$i; done && md5sum /w/* > /sums\n")
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("big", "big", "FROM scratch\nCOPY . /data/\n",
@@ -56,12 +63,23 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("small", "small", "FROM scratch\nCOPY . /app/\n",
               "50,000 files of 1-4 KiB: per-file overhead (stat, open, tar headers)",
               targets=Targets(max_wall_ratio=0.3)),
-    # Hooks for later rows (each needs a little support in tools.py first):
-    #   Benchmark("run-busybox", "small", "FROM busybox\nRUN ...", ...)   base image from layers/busybox
-    #   Benchmark("push", "big", ..., flags={"ocibuild": ("--output", "type=registry,...")})  local registry
-    #   Benchmark("rebuild", "small", ...)  second build against a warm OCIBUILD_CACHE_DIR / --layers=true
+    Benchmark("run3", "empty", RUN3,
+              "a RUN writing and checksumming 2,000 files, for 3 platforms (2 under QEMU) on busybox",
+              platforms=("linux/amd64", "linux/arm64", "linux/arm/v7"), bases={"busybox": "busybox"},
+              targets=Targets(max_wall_ratio=0.7), default=False),
+    Benchmark("runtrue", "empty", "FROM base\nRUN true\n",
+              "fixed cost of one RUN on a 20,000-file base: (FROM base + RUN true) - (FROM base)",
+              platforms=("linux/amd64",), bases={"base": "files20k"}, baseline="FROM base\n",
+              targets=Targets(max_seconds=0.3), default=False),
+    Benchmark("push", "big", "", "push a 1 GiB image (0.7 GB of gzip layers) to a loopback registry",
+              push="big", reference="skopeo", targets=Targets(max_wall_ratio=0.8), default=False),
+    Benchmark("push-again", "big", "", "the same push again, nothing changed: existence checks only",
+              push="big", again=True, reference="skopeo", targets=Targets(max_seconds=1.0), default=False),
+    # Hook for a later row: Benchmark("rebuild", "small", ...)  second build against a warm
+    # OCIBUILD_CACHE_DIR / --layers=true (a tool state that survives between the two builds of a run)
 )
 SCALE = ("big-256m", "big")
+PUSH_DEST = "bench/big:1"
 
 
 def select(only: list[str], scale: bool) -> list[Benchmark]:
@@ -88,34 +106,89 @@ class Context:
 def run_benchmark(bench: Benchmark, tools: list, ctx: Context) -> dict:
     """Run `bench` `ctx.repeat` times per tool, alternating tools; return its JSON record."""
     ds = datasets.ensure(ctx.cache_dir, bench.dataset, DATASETS[bench.dataset](), log=ctx.log)
+    images = {name: bases.ensure(ctx.cache_dir, key, ctx.log) for name, key in bench.bases.items()}
+    pushed = bases.ensure(ctx.cache_dir, bench.push, ctx.log) if bench.push else None
     home = ctx.work_dir / bench.name
     home.mkdir(parents=True)
-    dockerfile = home / "Dockerfile"
-    dockerfile.write_text(bench.dockerfile)
+    for name, text in (("Dockerfile", bench.dockerfile), ("Dockerfile.baseline", bench.baseline)):
+        if text:
+            (home / name).write_text(text)
     ctx.log(f"[{bench.name}] {ds.bytes / 2**20:,.0f} MiB in {ds.files:,} files; the page cache is warmed "
             f"before every run")
     runs: dict[str, list[dict]] = {t.name: [] for t in tools}
-    for i in range(ctx.repeat):
-        for tool in tools:
-            if runs[tool.name] and not runs[tool.name][-1]["ok"]:
-                continue  # it failed once; the rest of its runs would fail the same way
-            record = _one_run(tool, bench, ds, dockerfile, home / f"{tool.name}-{i + 1}", ctx)
-            runs[tool.name].append(record)
+    with Registry(home / "registry") if pushed else contextlib.nullcontext() as registry:
+        job = Job(bench, ds, home, images, pushed, registry)
+        if registry and bench.again:  # untimed: the image is in the registry before the first timed run
+            _prime(tools[-1], job, ctx)
+        for i in range(ctx.repeat):
+            for tool in tools:
+                if runs[tool.name] and not runs[tool.name][-1]["ok"]:
+                    continue  # it failed once; the rest of its runs would fail the same way
+                runs[tool.name].append(_one_run(tool, job, home / f"{tool.name}-{i + 1}", ctx))
     for scratch in sorted(p for p in home.iterdir() if p.is_dir()):
         _discard(scratch, scratch.with_suffix(".tar"), ctx)
+    label = {t.name: bench.reference if t.name == "buildah" else t.name for t in tools}
     return {"name": bench.name, "measures": bench.measures, "dockerfile": bench.dockerfile,
+            "baseline": bench.baseline, "platforms": list(bench.platforms), "reference": bench.reference,
+            "bases": {name: str(image.layout) for name, image in images.items()},
+            "pushed": str(pushed.layout) if pushed else None,
             "dataset": {"name": ds.name, "path": str(ds.context), "files": ds.files, "bytes": ds.bytes,
                         "generate_seconds": ds.generate_seconds, "generated_now": ds.generated_now},
             "targets": vars(bench.targets),
-            "tools": {name: summarize(rs) for name, rs in runs.items()}}
+            "tools": {label[name]: summarize(rs) for name, rs in runs.items()}}
 
 
-def _one_run(tool, bench: Benchmark, ds: datasets.Dataset, dockerfile: Path, scratch: Path,
-             ctx: Context) -> dict:
+@dataclass(frozen=True)
+class Job:
+    """What every run of one benchmark shares."""
+
+    bench: Benchmark
+    ds: datasets.Dataset
+    home: Path
+    images: Mapping[str, bases.Image]
+    pushed: bases.Image | None
+    registry: Registry | None
+
+    def warm_paths(self) -> list[Path]:
+        if self.pushed:
+            return [self.pushed.layout, self.pushed.archive]
+        return [self.ds.context, *(i.layout for i in self.images.values())]
+
+
+def _execute(tool, job: Job, scratch: Path, out: Path, ctx: Context):
+    """One timed run of `tool`: a push, a build, or a build minus its baseline build."""
+    bench = job.bench
+    if job.pushed:
+        if not bench.again:
+            job.registry.empty()
+        return tool.push(job.pushed, f"{job.registry.host}/{PUSH_DEST}", scratch, job.registry.host)
+    common = dict(extra=bench.flags.get(tool.name, ()), platforms=bench.platforms, bases=job.images)
+    run = None
+    if bench.baseline:  # first the build without the step being measured, in its own tool state
+        base_scratch = scratch / "baseline"
+        base_scratch.mkdir()
+        run = tool.build(job.home / "Dockerfile.baseline", job.ds.context, base_scratch / "out.tar", base_scratch,
+                         prefix="baseline-", **common)
+        tool.cleanup(base_scratch)
+        run.baseline = frozenset(run.steps)
+        if not run.ok:
+            return run
+    return tool.build(job.home / "Dockerfile", job.ds.context, out, scratch, run=run, **common)
+
+
+def _prime(tool, job: Job, ctx: Context) -> None:
+    scratch = job.home / "prime"
+    scratch.mkdir()
+    run = tool.push(job.pushed, f"{job.registry.host}/{PUSH_DEST}", scratch, job.registry.host)
+    ctx.log(f"[{job.bench.name}] untimed first push by {tool.name}: {run.seconds:.2f} s"
+            + ("" if run.ok else f" FAILED: {run.failed_step().stderr_tail(5)}"))
+
+
+def _one_run(tool, job: Job, scratch: Path, ctx: Context) -> dict:
     scratch.mkdir()
     out = scratch.with_suffix(".tar")
-    noise = _prepare(ds.context)
-    run = tool.build(dockerfile, ds.context, out, scratch, bench.flags.get(tool.name, ()))
+    noise = _prepare(*job.warm_paths())
+    run = _execute(tool, job, scratch, out, ctx)
     record = {"ok": run.ok, "seconds": round(run.seconds, 3), "cpu_seconds": round(run.cpu_seconds, 3),
               "maxrss_kib": run.maxrss_kib, **noise,
               "steps": {k: {"seconds": round(s.seconds, 3), "user_seconds": round(s.user_seconds, 3),
@@ -123,18 +196,18 @@ def _one_run(tool, bench: Benchmark, ds: datasets.Dataset, dockerfile: Path, scr
                             "maxrss_kib": s.maxrss_kib, "returncode": s.returncode}
                         for k, s in run.steps.items()}}
     if run.ok:
-        record.update(_layers(out))
+        record.update(_layers(job.pushed.archive if job.pushed else out))
     else:
         step = run.failed_step()
         tail = step.stderr_tail()
         last = tail.splitlines()[-1].strip() if tail else "no stderr"
         record.update(error=f"exit {step.returncode}: {last}", command=step.argv, stderr_tail=tail)
-    ctx.log(_run_line(bench.name, tool.name, scratch.name, record))
+    ctx.log(_run_line(job.bench.name, run.tool, scratch.name, record))
     tool.cleanup(scratch)  # deletion waits for the end of the benchmark: see _discard
     return record
 
 
-def _prepare(context: Path) -> dict:
+def _prepare(*paths: Path) -> dict:
     """Untimed set-up before a run; returns how busy the machine was just before it.
 
     The context is read again before every run, not once per benchmark: some
@@ -143,7 +216,8 @@ def _prepare(context: Path) -> dict:
     """
     os.sync()  # flush the previous run's writes now, not during this run's timing
     start = time.perf_counter()
-    datasets.warm(context)
+    for path in paths:
+        datasets.warm(path)
     return {"warm_seconds": round(time.perf_counter() - start, 3), "load_before": os.getloadavg()[0],
             "cpu_pressure_before": _pressure("cpu")}
 

@@ -17,7 +17,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from .bases import Image
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,6 +52,7 @@ class Run:
 
     tool: str
     steps: dict[str, Step] = field(default_factory=dict)
+    baseline: frozenset[str] = frozenset()  # steps whose time is subtracted: a run can measure a difference
 
     @property
     def ok(self) -> bool:
@@ -56,11 +60,11 @@ class Run:
 
     @property
     def seconds(self) -> float:
-        return sum(s.seconds for s in self.steps.values())
+        return sum(-s.seconds if k in self.baseline else s.seconds for k, s in self.steps.items())
 
     @property
     def cpu_seconds(self) -> float:
-        return sum(s.cpu_seconds for s in self.steps.values())
+        return sum(-s.cpu_seconds if k in self.baseline else s.cpu_seconds for k, s in self.steps.items())
 
     @property
     def maxrss_kib(self) -> int:
@@ -98,9 +102,16 @@ def measure(argv: list[str], *, log_stem: Path, env: dict[str, str] | None = Non
 class Tool(Protocol):
     name: str
 
-    def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path,
-              extra: tuple[str, ...]) -> Run:
-        """Build and write an OCI tar to `out`, keeping all tool state under `scratch`."""
+    def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path, extra: tuple[str, ...],
+              platforms: tuple[str, ...] = (), bases: Mapping[str, Image] = {}) -> Run:
+        """Build and write an OCI tar to `out`, keeping all tool state under `scratch`.
+
+        `platforms`: build for these (one image index for several). `bases`: images the
+        Dockerfile's FROM names, made available under those names, untimed.
+        """
+
+    def push(self, image: Image, dest: str, scratch: Path, insecure: str) -> Run:
+        """Push `image` (every blob, its manifest, the tag) to `dest` (host/repo:tag)."""
 
     def cleanup(self, scratch: Path) -> None:
         """Undo what rmtree cannot (mounts); the runner deletes `scratch` afterwards."""
@@ -131,18 +142,36 @@ class Buildah:
         flags = ["--compression-format", c.format] if c.format else []
         return flags + (["--compression-level", str(c.level)] if c.level is not None else [])
 
-    def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path,
-              extra: tuple[str, ...]) -> Run:
+    def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path, extra: tuple[str, ...],
+              platforms: tuple[str, ...] = (), bases: Mapping[str, Image] = {}, run: Run | None = None,
+              prefix: str = "") -> Run:
         base = [self.binary, "--root", str(scratch / "root"), "--runroot", str(scratch / "runroot"),
                 "--storage-driver", "vfs"]
         env = _env(TMPDIR=scratch / "tmp")  # push stages an OCI dir in $TMPDIR before it tars it
-        run = Run(self.name)
-        run.steps["bud"] = measure(
-            base + ["bud", "--isolation", "chroot", "--layers=false", *extra, "-t", "bench",
+        run = run or Run(self.name)
+        for name, image in bases.items():
+            failed = _seed_store(base, scratch, name, image, platforms or ("linux/amd64",), env)
+            if failed:
+                run.steps[f"{prefix}seed"] = failed
+                return run
+        if len(platforms) > 1:  # bud --manifest, then push the list and every instance
+            target, push = ["--platform", ",".join(platforms), "--manifest", "bench"], ["manifest", "push", "--all"]
+        else:
+            target, push = [*(["--platform", platforms[0]] if platforms else []), "-t", "bench"], ["push"]
+        run.steps[f"{prefix}bud"] = measure(
+            base + ["bud", "--isolation", "chroot", "--layers=false", *extra, *target,
                     "-f", str(dockerfile), str(context)], log_stem=scratch / "bud", env=env)
         if run.ok:
-            run.steps["push"] = measure(base + ["push", *self.push_flags, "bench", f"oci-archive:{out}"],
-                                        log_stem=scratch / "push", env=env)
+            run.steps[f"{prefix}push"] = measure(base + [*push, *self.push_flags, "bench", f"oci-archive:{out}"],
+                                                 log_stem=scratch / "push", env=env)
+        return run
+
+    def push(self, image: Image, dest: str, scratch: Path, insecure: str) -> Run:
+        """The reference for pushes is skopeo (buildah push needs the image in its store first)."""
+        env = _env(TMPDIR=scratch / "tmp")  # skopeo unpacks an oci-archive into $TMPDIR before copying
+        run = Run("skopeo")
+        run.steps["push"] = measure(["skopeo", "copy", "--dest-tls-verify=false", f"oci-archive:{image.archive}",
+                                     f"docker://{dest}"], log_stem=scratch / "skopeo", env=env)
         return run
 
     def cleanup(self, scratch: Path) -> None:
@@ -165,13 +194,23 @@ class Ocibuild:
         self.flags = (["--compression", compression.format] if compression.format else []) + (
             ["--compression-level", str(compression.level)] if compression.level is not None else [])
 
-    def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path,
-              extra: tuple[str, ...]) -> Run:
+    def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path, extra: tuple[str, ...],
+              platforms: tuple[str, ...] = (), bases: Mapping[str, Image] = {}, run: Run | None = None,
+              prefix: str = "") -> Run:
         env = _env(OCIBUILD_CACHE_DIR=scratch / "cache", TMPDIR=scratch / "tmp")
-        argv = [str(self.python), "-m", "ocibuild", "build", *self.flags, *extra, "-f", str(dockerfile),
+        target = ["--platform", ",".join(platforms)] if platforms else []
+        target += [f"--build-context={name}=oci-layout://{image.ref}" for name, image in bases.items()]
+        argv = [str(self.python), "-m", "ocibuild", "build", *self.flags, *extra, *target, "-f", str(dockerfile),
                 "--output", f"type=oci,dest={out}", str(context)]
+        run = run or Run(self.name)
+        run.steps[f"{prefix}build"] = measure(argv, log_stem=scratch / "build", env=env, cwd=REPO)
+        return run
+
+    def push(self, image: Image, dest: str, scratch: Path, insecure: str) -> Run:
+        env = _env(OCIBUILD_CACHE_DIR=scratch / "cache", TMPDIR=scratch / "tmp")
         run = Run(self.name)
-        run.steps["build"] = measure(argv, log_stem=scratch / "build", env=env, cwd=REPO)
+        run.steps["push"] = measure([str(self.python), "-m", "ocibuild", "push", "--insecure-registry", insecure,
+                                     str(image.layout), dest], log_stem=scratch / "push", env=env, cwd=REPO)
         return run
 
     def cleanup(self, scratch: Path) -> None:
@@ -179,6 +218,36 @@ class Ocibuild:
 
     def version(self) -> str:
         return _version(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
+
+
+def _seed_store(base: list[str], scratch: Path, name: str, image: Image, platforms: tuple[str, ...],
+                env: dict[str, str]) -> Step | None:
+    """Put base image `name` into a buildah store as localhost/NAME:latest (untimed).
+
+    skopeo 1.9 cannot copy an image index into containers-storage ("does not support
+    copying multiple images as a group"), so each platform goes in as its own image and,
+    for several platforms, `buildah manifest add` joins them into a list named NAME, which
+    bud --platform resolves per platform exactly as it would a pulled multi-arch image.
+    Returns the failed command, if one failed.
+    """
+    argvs = []
+    store = f"containers-storage:[vfs@{scratch / 'root'}+{scratch / 'runroot'}]"
+    many = len(platforms) > 1
+    for p in platforms:
+        os_, arch, *variant = p.split("/")
+        override = ["--override-os", os_, "--override-arch", arch] + (
+            ["--override-variant", variant[0]] if variant else [])
+        dest = f"localhost/{name}-{p.replace('/', '-')}:latest" if many else f"localhost/{name}:latest"
+        argvs.append(["skopeo", "copy", "-q", *override, f"oci:{image.ref}", f"{store}{dest}"])
+    if many:
+        argvs.append(base + ["manifest", "create", f"localhost/{name}:latest"])
+        argvs += [base + ["manifest", "add", f"localhost/{name}:latest",
+                          f"containers-storage:localhost/{name}-{p.replace('/', '-')}:latest"] for p in platforms]
+    for argv in argvs:
+        step = measure(argv, log_stem=scratch / f"seed-{name}", env=env)
+        if step.returncode != 0:
+            return step
+    return None
 
 
 def _env(**paths: Path) -> dict[str, str]:

@@ -42,18 +42,20 @@ def load_image(source: ImageSource, desc: Descriptor, platform: Platform, blobs:
             with source.open_blob(d.digest) as stream:
                 blobs.ingest(stream, d.digest, d.size)
     layers = tuple(oci_layer(d) for d in manifest.layers)
-    tree = unpacked_tree(blobs, layers, [str(x) for x in config.diff_ids], cache)
-    return ImageState(config.platform if config.architecture else platform, config, layers, tree)
+    root = unpacked(blobs, layers, [str(x) for x in config.diff_ids], cache)
+    tree = Tree() if root is None else tree_from_dir(str(root / "rootfs"), json.loads((root / "owners.json").read_text()))
+    return ImageState(config.platform if config.architecture else platform, config, layers, tree,
+                      unpacked=(root, len(layers)) if root is not None else None)
 
 
-def unpacked_tree(blobs: BlobStore, layers: tuple[Descriptor, ...], diff_ids: list[str], cache: Path) -> Tree:
+def unpacked(blobs: BlobStore, layers: tuple[Descriptor, ...], diff_ids: list[str], cache: Path) -> Path | None:
+    """`<cache>/rootfs/<chain id>/` holding `rootfs/` and `owners.json`, unpacked on first use."""
     if not layers:
-        return Tree()
+        return None
     root = cache / "rootfs" / Digest(chain_id(diff_ids)).encoded
     if not (root / "owners.json").exists():
         _unpack(blobs, layers, root)
-    owners = json.loads((root / "owners.json").read_text())
-    return tree_from_dir(str(root / "rootfs"), owners)
+    return root
 
 
 def _unpack(blobs: BlobStore, layers: tuple[Descriptor, ...], root: Path) -> None:

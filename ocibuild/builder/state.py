@@ -24,6 +24,8 @@ class ImageState:
     tree: Tree = field(default_factory=Tree)
     cmd_set: bool = False  # CMD set in this stage: a later ENTRYPOINT then keeps it
     live: object | None = None  # the stage's filesystem on disk once a RUN needed it (run.LiveRoot)
+    # The cached unpacked base image (base.unpacked) and how many of `layers` it holds.
+    unpacked: tuple[object, int] | None = None
 
     @classmethod
     def scratch(cls, platform: Platform) -> "ImageState":
@@ -32,7 +34,7 @@ class ImageState:
 
     def child(self) -> "ImageState":
         """A new stage starting from this image: its own tree copy, CMD not yet set here."""
-        return ImageState(self.platform, self.config, self.layers, self.tree.copy())
+        return ImageState(self.platform, self.config, self.layers, self.tree.copy(), unpacked=self.unpacked)
 
     def with_layer(self, layer: Descriptor, diff_id: str) -> None:
         self.layers = self.layers + (layer,)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import stat as st
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -118,8 +117,7 @@ def glob(fs: SourceFS, pattern: str, match: Callable[[str, str], bool]) -> list[
     """Paths of ``fs`` matching ``pattern`` component by component (`*` never crosses `/`)."""
     parts = [p for p in clean(pattern).split("/") if p]
     found = [""]
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
+    for part in parts:
         nxt: list[str] = []
         for base in found:
             here = fs.resolve(base) if base else ""
@@ -130,12 +128,3 @@ def glob(fs: SourceFS, pattern: str, match: Callable[[str, str], bool]) -> list[
             nxt.extend(f"{base}/{n}" if base else n for n in names)
         found = nxt
     return sorted(found, key=lambda p: p.encode())
-
-
-def is_dir(fs: SourceFS, path: str) -> bool:
-    entry = fs.lookup(path)
-    return path == "" or (entry is not None and entry.kind is Kind.DIR)
-
-
-def is_symlink_mode(mode: int) -> bool:
-    return st.S_ISLNK(mode)

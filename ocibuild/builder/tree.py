@@ -8,7 +8,6 @@ Paths are relative POSIX paths without a leading slash; the root directory is ""
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 from ocibuild.errors import OcibuildError
+
+if TYPE_CHECKING:
+    from ocibuild.builder.registries import RegistryAccess
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 130, 141
 

@@ -31,7 +31,7 @@ from typing import Callable, Iterable
 
 from ocibuild.layer.entry import Kind, TarEntry, path_key
 from ocibuild.layer.extract import OPAQUE, WHITEOUT, Owner
-from ocibuild.layer.snapshot import Snapshot, meta_of, normalise_paths, walk
+from ocibuild.layer.snapshot import Meta, Snapshot, meta_of, normalise_paths, walk
 from ocibuild.layer.tree import entry_from_stat
 
 IdMap = Callable[[int, int], "tuple[int, int]"]

@@ -6,6 +6,7 @@ so logs read the same.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -95,13 +96,15 @@ class TtyReporter(PlainReporter):
             out = self.stream
             if self._drawn:
                 out.write(f"\x1b[{self._drawn}F\x1b[J")
+            width = shutil.get_terminal_size().columns - 1
             if finished:
-                out.write(finished + "\n")
+                out.write(_fit(finished, width) + "\n")
             now = time.monotonic()
             lines = [f" => {name}  {now - self._started.get(s, now):.1f}s {_human(self._bytes.get(s, 0))}".rstrip()
                      for s, name in sorted(self._names.items())]
             header = f"[+] Building {now - self._t0:.1f}s"
-            out.write("\n".join([header, *lines]) + "\n")
+            # One terminal row per line, or the cursor-up count above would leave rows behind.
+            out.write("\n".join(_fit(line, width) for line in [header, *lines]) + "\n")
             self._drawn = 1 + len(lines)
             self._last_draw = now
             out.flush()
@@ -133,6 +136,11 @@ class TtyReporter(PlainReporter):
 
     def warn(self, message: str) -> None:
         self._redraw(finished=f"WARNING: {message}")
+
+
+def _fit(line: str, width: int) -> str:
+    line = line.replace("\n", " ")
+    return line if len(line) <= width else line[: max(width - 1, 1)] + "…"
 
 
 def _human(n: int) -> str:

@@ -51,3 +51,14 @@ def test_auto_picks_tty_only_on_a_terminal():
             assert isinstance(make_reporter("auto", stream), TtyReporter)
     finally:
         os.close(master)
+
+
+def test_tty_lines_fit_the_terminal(monkeypatch):
+    """A line wider than the terminal wraps onto two rows, and the redraw would then erase too few."""
+    monkeypatch.setenv("COLUMNS", "40")
+    out = io.StringIO()
+    reporter = TtyReporter(out)
+    reporter.start(1, "[stage-0 2/2] LABEL " + "x" * 100)
+    reporter.done(1)
+    visible = out.getvalue().replace("\x1b[J", "").split("\n")
+    assert all(len(line.split("\x1b[")[0]) <= 39 for line in visible)

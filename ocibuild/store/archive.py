@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ocibuild.errors import InvalidDocument, NotFound
-from ocibuild.oci import MAX_DOCUMENT_SIZE, Descriptor, Digest, Index, MediaType, parse_document, verify
+from ocibuild.oci import MAX_DOCUMENT_SIZE, Descriptor, Digest, Index, verify
 from ocibuild.store.blobs import VerifyingReader
 from ocibuild.store.docker_archive import DockerArchive, write_docker_archive
 from ocibuild.store.layout import INDEX_FILE, LAYOUT_BYTES, LAYOUT_FILE, OciLayout, check_layout_file
-from ocibuild.store.source import ImageSource, document_descriptor, resolve_in, walk
+from ocibuild.store.source import ImageSource, document_descriptor, parse_index_file, resolve_in, walk
 from ocibuild.store.tarfiles import TarMembers, TarOutput, blob_member
 
 __all__ = ["write_oci_archive", "OciArchive", "open_source", "reachable_blobs",
@@ -74,14 +74,8 @@ class OciArchive:
         return f"OciArchive({str(self.path)!r})"
 
     def _read_index(self) -> Index:
-        data = self.members.read(INDEX_FILE, limit=MAX_DOCUMENT_SIZE)
-        try:
-            doc = parse_document(data, MediaType.OCI_INDEX.value)
-        except InvalidDocument as e:
-            raise InvalidDocument(f"read {self.path}:{INDEX_FILE}: {e.message}") from None
-        if not isinstance(doc, Index):
-            raise InvalidDocument(f"read {self.path}:{INDEX_FILE}: not an image index")
-        return doc
+        return parse_index_file(self.members.read(INDEX_FILE, limit=MAX_DOCUMENT_SIZE),
+                                f"{self.path}:{INDEX_FILE}")
 
     def index(self) -> Index:
         return self._index

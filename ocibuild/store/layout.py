@@ -33,7 +33,7 @@ from ocibuild.errors import InvalidDocument, InvalidInput, NotFound
 from ocibuild.oci import (IMAGE_NAME, REF_NAME, Descriptor, ImageConfig, Index, Manifest, MediaType,
                           canonical_json, parse_document)
 from ocibuild.store.blobs import BlobStore, fsync_dir, store_error
-from ocibuild.store.source import copy, document_descriptor, resolve_in  # copy: re-exported
+from ocibuild.store.source import copy, document_descriptor, parse_index_file, resolve_in  # copy: re-exported
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
@@ -67,13 +67,7 @@ class OciLayout:
             return Index(manifests=())
         except OSError as e:
             raise store_error(f"read {self.path / INDEX_FILE}", e) from None
-        try:
-            doc = parse_document(data, MediaType.OCI_INDEX.value)
-        except InvalidDocument as e:
-            raise InvalidDocument(f"read {self.path / INDEX_FILE}: {e.message}") from None
-        if not isinstance(doc, Index):
-            raise InvalidDocument(f"read {self.path / INDEX_FILE}: not an image index")
-        return doc
+        return parse_index_file(data, str(self.path / INDEX_FILE))
 
     def _check_layout_file(self) -> None:
         try:

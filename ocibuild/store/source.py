@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Protocol, runtime_checkable
 
 from ocibuild.errors import InvalidDocument, InvalidInput, NotFound
-from ocibuild.oci import (IMAGE_NAME, MAX_DOCUMENT_SIZE, REF_NAME, Descriptor, Digest, ImageConfig, Index,
+from ocibuild.oci import (IMAGE_NAME, MAX_DOCUMENT_SIZE, REF_NAME, Descriptor, Digest, ImageConfig, Index, MediaType,
                           Manifest, Platform, Reference, parse_document, verify)
 
 if TYPE_CHECKING:
@@ -34,6 +34,17 @@ class ImageSource(Protocol):
 
     def resolve(self, ref: str | None) -> Descriptor:
         """The top-level descriptor named ``ref`` (a tag, a full name or a digest); None: the only one."""
+
+
+def parse_index_file(data: bytes, where: str) -> Index:
+    """A layout's index.json (from a directory or an archive); errors name ``where``."""
+    try:
+        doc = parse_document(data, MediaType.OCI_INDEX.value)
+    except InvalidDocument as e:
+        raise InvalidDocument(f"read {where}: {e.message}") from None
+    if not isinstance(doc, Index):
+        raise InvalidDocument(f"read {where}: not an image index")
+    return doc
 
 
 def load_document(source: ImageSource, desc: Descriptor) -> Manifest | Index:

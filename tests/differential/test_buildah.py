@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from support import imagetree
-from support.buildah import Buildah, as_buildkit_config
+from support.buildah import Buildah
 from support.cases import Case, check_expectations, load_cases
 from support.require import require
-from support.validate import validate_oci_archive
+from support.buildah_run import compare_output
 
 CASES = load_cases()
 pytestmark = [pytest.mark.differential]
@@ -109,32 +109,6 @@ def test_ocibuild_matches_buildah(case: Case, tmp_path, buildah_trees):
     reference = {} if case.skip_buildah else buildah_trees(case)
     problems = compare_output(case, out, reference, "ocibuild")
     assert not problems, f"{case.name}: ocibuild differs:\n" + "\n".join(problems)
-
-
-def compare_output(case: Case, out: Path, reference: dict, name: str,
-                   out_is_buildah: bool = False) -> list[str]:
-    """Validate `out` (an OCI archive) and compare each platform with `reference` trees.
-
-    buildah's known config departures from BuildKit are undone on the reference only (and on
-    `out` too when `out_is_buildah`, for the harness's own test).
-
-    Raises ValidationError from the validators; returns the other problems, one line each.
-    """
-    report = validate_oci_archive(out)
-    built = sorted(p for p in report.platforms if not p.startswith("unknown"))  # attestations
-    if built != sorted(case.platforms):
-        return [f"{out.name} holds platforms {built}, expected {sorted(case.platforms)}"]
-    problems = []
-    for platform in case.platforms:
-        ours = imagetree.load(out, platform)
-        problems += check_expectations(case, ours)
-        if platform in reference:
-            theirs = reference[platform]
-            problems += imagetree.diff_trees(theirs.files, ours.files, ("buildah", name))
-            mine = as_buildkit_config(ours.config) if out_is_buildah else ours.config
-            problems += imagetree.diff_configs(as_buildkit_config(theirs.config), mine,
-                                               ("buildah", name))
-    return problems
 
 
 HARNESS_CASES = ("multiplatform", "hardlinks", "add_local_tar", "dockerignore")

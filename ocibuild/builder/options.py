@@ -6,6 +6,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 
+from ocibuild.cache.spec import CacheSpec
 from ocibuild.errors import InvalidOption
 from ocibuild.builder.mounts import SecretSpec
 from ocibuild.builder.registries import RegistryAccess
@@ -142,3 +143,8 @@ class BuildOptions:
     secrets: dict[str, SecretSpec] = field(default_factory=dict)  # --secret, by id
     sandbox: str = "auto"                  # how RUN runs: auto | root | userns | proot
     network: str = "default"               # RUN's network unless RUN --network says otherwise
+    no_cache: bool = False                 # --no-cache: run every step (results still recorded)
+    no_cache_filter: list[str] = field(default_factory=list)  # stages (names or indexes) run anew
+    cache_to: list[CacheSpec] = field(default_factory=list)
+    cache_from: list[CacheSpec] = field(default_factory=list)
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # stages/platforms at once

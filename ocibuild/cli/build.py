@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ocibuild.cache.spec import CacheSpec
 from ocibuild.builder import BuildOptions, ContextSpec, OutputSpec, build, parse_key_values
 from ocibuild.cli.common import add_debug, add_registry_flags, registry_access
 from ocibuild.cli.progress import make_reporter
@@ -43,7 +44,15 @@ def add_parser(sub) -> None:
                    help="how RUN steps run (default: the best this machine allows)")
     p.add_argument("--network", default="default", choices=["default", "none", "host"],
                    help="network for RUN steps (RUN --network overrides it)")
-    p.add_argument("--no-cache", action="store_true", help="accepted for buildx compatibility")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache (results are still recorded)")
+    p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE",
+                   help="do not use the build cache for these stages (comma-separated, repeatable)")
+    p.add_argument("--cache-to", action="append", default=[], metavar="SPEC",
+                   help="export the build cache: type=registry,ref=..|type=local,dest=..|type=inline[,mode=min|max]")
+    p.add_argument("--cache-from", action="append", default=[], metavar="SPEC",
+                   help="import a build cache: type=registry,ref=..|type=local,src=..|a registry ref")
+    p.add_argument("-j", "--jobs", type=int, default=0,
+                   help="stages and platforms built at once (default: the number of CPUs)")
     p.add_argument("--pull", action="store_true", help="accepted for buildx compatibility")
     p.add_argument("--cache-dir", help="ocibuild's cache and image store (default: $OCIBUILD_CACHE_DIR "
                    "or ~/.cache/ocibuild)")
@@ -78,6 +87,11 @@ def options(args) -> BuildOptions:
         secrets={s.id: s for s in map(SecretSpec.parse, args.secret)},
         sandbox=args.sandbox,
         network=args.network,
+        no_cache=args.no_cache,
+        no_cache_filter=[n for item in args.no_cache_filter for n in item.split(",") if n],
+        cache_to=[CacheSpec.parse(c, export=True) for c in args.cache_to],
+        cache_from=[CacheSpec.parse(c, export=False) for c in args.cache_from],
+        jobs=args.jobs or os.cpu_count() or 1,
     )
 
 

@@ -13,10 +13,12 @@ ALLOWED = {
     "store": {"oci"},
     "sandbox": {"oci", "layer"},
     "registry": {"oci", "store"},
-    "builder": {"oci", "dockerfile", "layer", "store", "sandbox", "registry"},
+    "cache": {"oci", "store", "registry"},
+    "builder": {"oci", "dockerfile", "layer", "store", "sandbox", "registry", "cache"},
     "manifests": {"oci", "store", "registry"},
     "layerspec": {"oci", "layer", "store", "builder"},
-    "cli": {"oci", "dockerfile", "layer", "store", "sandbox", "registry", "builder", "manifests", "layerspec"},
+    "cli": {"oci", "dockerfile", "layer", "store", "sandbox", "registry", "builder", "manifests", "layerspec",
+            "cache"},
 }
 THIRD_PARTY_OWNERS = {"oras": {"registry"}, "dockerfile": {"dockerfile"}}
 

@@ -17,11 +17,14 @@
     │   └── UnsafeLayer             a tar layer tries to escape, or has malformed whiteouts
     ├── StoreError                  the local blob store, a layout or archive cannot be used
     │   └── NotFound                a blob, tag or image is not there
-    └── RegistryError               a registry could not be used (``.status``: its HTTP answer, if any)
-        ├── AuthError               no credentials, credentials refused, no token granted
-        ├── RegistryUnavailable     unreachable, TLS refused, or 5xx/429 after the bounded retries
-        └── RegistryNotFound        the registry has no such repository, tag, manifest or blob
-                                    (also a NotFound, so ``except NotFound`` sees it)
+    ├── RegistryError               a registry could not be used (``.status``: its HTTP answer, if any)
+    │   ├── AuthError               no credentials, credentials refused, no token granted
+    │   ├── RegistryUnavailable     unreachable, TLS refused, or 5xx/429 after the bounded retries
+    │   └── RegistryNotFound        the registry has no such repository, tag, manifest or blob
+    │                               (also a NotFound, so ``except NotFound`` sees it)
+    └── CacheError                  a build cache cannot be imported, fetched or exported (the cause,
+                                    any of the above, is its ``__cause__``); the builder warns and
+                                    goes on without it unless the user asked otherwise
 
 Registry errors never carry credentials, tokens or Authorization headers in their text.
 
@@ -162,3 +165,7 @@ class RegistryUnavailable(RegistryError):
 
 class RegistryNotFound(RegistryError, NotFound):
     pass
+
+
+class CacheError(OcibuildError):
+    """A --cache-from or --cache-to location could not be used; the message names it."""

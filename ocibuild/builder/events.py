@@ -45,7 +45,12 @@ class Steps:
     def __init__(self, reporter: Reporter):
         self.reporter = reporter
         self._next = 0
+        self._cached: set[int] = set()
         self._lock = threading.Lock()
+
+    def cached(self, step: int) -> None:
+        """The running step was served from the build cache: it is reported CACHED."""
+        self._cached.add(step)
 
     def run(self, name: str, fn, *args, **kwargs):
         with self._lock:
@@ -57,5 +62,5 @@ class Steps:
         except Exception as e:
             self.reporter.done(step, error=str(e))
             raise
-        self.reporter.done(step)
+        self.reporter.done(step, cached=step in self._cached)
         return result

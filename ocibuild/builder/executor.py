@@ -7,6 +7,8 @@ result is a descriptor in the local blob store that `export` hands to the output
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ocibuild.builder.add import plan_add
-from ocibuild.builder.base import load_image
+from ocibuild.builder import cachekeys
+from ocibuild.builder.base import load_image, tree_from_dir, unpacked
+from ocibuild.builder.caching import StepCache
 from ocibuild.builder.events import NullReporter, Reporter, Steps
 from ocibuild.builder.layers import LayerMaker
 from ocibuild.builder.mounts import MountPlanner
@@ -28,10 +32,14 @@ from ocibuild.dockerfile import (
     Dockerfile, GlobalScope, RunInstr, StageScope, expand_from, load_ignore, needed_stages, parse,
 )
 from ocibuild.dockerfile.ignore import match_component
-from ocibuild.errors import BuildError, ContextError, NotFound, OcibuildError
+from ocibuild.errors import BuildError, CacheError, ContextError, NotFound, OcibuildError
 from ocibuild.sandbox import check_platforms
 from ocibuild.sandbox import choose as choose_sandbox
 from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Reference, host_platform, rfc3339
+from ocibuild.cache import Record, RecordStore
+from ocibuild.cache.lock import build_lock
+from ocibuild.cache.inline import INLINE_KEY, inline_cache
+from ocibuild.cache.transport import export_cache, import_cache
 from ocibuild.store.archive import open_source
 from ocibuild.store.cachedir import cache_dir
 from ocibuild.store.images import ImageStore
@@ -63,6 +71,7 @@ class Build:
         self.mtime = self.epoch if self.epoch is not None else int(time.time())
         self.created = rfc3339(self.mtime)
         self.layers = LayerMaker(self.blobs, opts.compression, opts.compression_level)
+        self.layer_format = [opts.compression.name, opts.compression_level]  # part of every step's key
         self.dockerfile, self.context_fs = self._load_definition()
         self.named = {c.name: c for c in opts.build_contexts}
         self.scratch = tempfile.mkdtemp(prefix="ocibuild-")
@@ -71,6 +80,9 @@ class Build:
         self._sandbox = None
         self._scopes: dict[tuple[str, int], StageScope] = {}
         self._bases: dict[tuple[str, str], ImageState] = {}
+        self.content = cachekeys.ContentKeys(self.cache)
+        self.cache_steps = StepCache(RecordStore(self.cache), self.blobs, warn=self.steps.reporter.warn,
+                                     imported=self._import_caches())
 
     def _load_definition(self) -> tuple[Dockerfile, ContextFS]:
         context = self.opts.context
@@ -89,11 +101,15 @@ class Build:
     # -- running -------------------------------------------------------------------------
 
     def __enter__(self) -> "Build":
+        """Hold the cache directory shared until the outputs are written: `prune` waits for us."""
+        self._lock = build_lock(self.cache, on_wait=self.steps.reporter.info)
+        self._lock.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         """Remove the scratch space (unpacked stages, ADD archives) once the outputs are written."""
         shutil.rmtree(self.scratch, ignore_errors=True)
+        self._lock.__exit__(*exc)
 
     def run(self) -> BuildResult:
         """Build every platform; file contents stay in the scratch space until the Build is closed."""
@@ -103,6 +119,7 @@ class Build:
         for name in self._unused:
             self.steps.reporter.warn(f"build argument {name!r} is not consumed by any instruction")
         manifests = {name: self._write_image(state) for name, state in images.items()}
+        self._export_caches(images.values())
         if len(manifests) == 1:
             top = next(iter(manifests.values()))
         else:
@@ -146,10 +163,10 @@ class Build:
         try:
             base_name, requested = expand_from(stage, scope)
             stage_platform = Platform.parse(requested) if requested else platform
-            state = self.steps.run(title, lambda step: self._base(base_name, stage_platform, str(platform)))
+            state = self.steps.run(title, lambda step: self._from(step, stage, base_name, stage_platform,
+                                                                  str(platform)))
         except OcibuildError as e:
             raise e.at(frm.location, "FROM") from None
-        state.config = replace(state.config, created=self.created)
         if not state.config.config.working_dir:  # BuildKit records "/" rather than nothing
             state.config = state.config.with_config(working_dir="/")
         parent = self.dockerfile.find_stage(base_name)
@@ -159,14 +176,30 @@ class Build:
         else:
             stage_scope = scope.stage(base_env=state.config.config.env)
         # ONBUILD triggers fire when an image is used as a base, not for a stage of the same file.
-        StageRunner(self, label, platform).run(stage, state, stage_scope, run_triggers=not from_stage)
+        StageRunner(self, label, platform, stage).run(state, stage_scope, run_triggers=not from_stage)
         self._stages[(str(platform), stage.index)] = state
         self._scopes[(str(platform), stage.index)] = stage_scope
         return state
 
+    def _from(self, step: int, stage, name: str, platform: Platform, build_platform: str) -> ImageState:
+        """The stage's starting image, its FROM step cached like any other (for its history time)."""
+        state = self._base(name, platform, build_platform)
+        key = cachekeys.digest_of("from", state.key)
+        record = self.lookup(key, stage)
+        if record is None:
+            record = Record(self.created)
+            self.cache_steps.store(key, record)
+        else:
+            self.steps.cached(step)
+        state.key, state.keys = cachekeys.after(state.key, {"name": "FROM"}, record), state.keys + (key,)
+        state.config = replace(state.config, created=record.created)
+        return state
+
     def _base(self, name: str, platform: Platform, build_platform: str) -> ImageState:
         if name.lower() == "scratch":
-            return ImageState.scratch(platform)
+            state = ImageState.scratch(platform)
+            state.key = cachekeys.digest_of("scratch", str(platform))
+            return state
         stage = self.dockerfile.find_stage(name)
         if stage is not None:
             return self._stages[(build_platform, stage.index)].child()
@@ -181,9 +214,12 @@ class Build:
                 raise BuildError(f"build context {name!r} is a directory, not an image")
             source, desc, what = self._locate(spec, name, platform)
             try:
-                self._bases[key] = load_image(source, desc, platform, self.blobs, self.cache)
+                state = load_image(source, desc, platform, self.blobs, self.cache)
             except NotFound as e:
                 raise NotFound(f"{what}: {e.message}") from None
+            state.key = cachekeys.digest_of("image", [str(d.digest) for d in state.layers],
+                                            hashlib.sha256(state.config.to_json()).hexdigest())
+            self._bases[key] = state
         return self._bases[key]
 
     def _locate(self, spec: ContextSpec | None, name: str, platform: Platform):
@@ -199,6 +235,29 @@ class Build:
         return source, desc, f"image {ref.familiar()!r}"
 
     # -- services for StageRunner ----------------------------------------------------------
+
+    def lookup(self, key: str, stage) -> Record | None:
+        """The cached result of a step of ``stage``, unless --no-cache(-filter) says to run it."""
+        if self.opts.no_cache or stage.name in self.opts.no_cache_filter \
+                or str(stage.index) in self.opts.no_cache_filter:
+            return None
+        return self.cache_steps.lookup(key)
+
+    def materialize(self, state: ImageState):
+        """The tree of ``state``'s layers, from the cached unpacked chain (made on first need)."""
+        diff_ids = [str(d) for d in state.config.diff_ids]
+        root = unpacked(self.blobs, state.layers, diff_ids, self.cache)
+        if root is None:
+            return ImageState.scratch(state.platform).tree
+        state.unpacked = (root, len(state.layers))
+        return tree_from_dir(str(root / "rootfs"), json.loads((root / "owners.json").read_text()))
+
+    def source_key(self, name: str, target: Platform, platform: Platform) -> str:
+        """The cache identity of what `COPY --from=name` / `--mount=from=name` reads."""
+        found = self.copy_source(name, target, platform)
+        if isinstance(found, ContextFS):
+            return self.content.of_dir(found, "")
+        return found.key
 
     def mounts(self, target: Platform, platform: Platform) -> MountPlanner:
         """How RUN --mount finds its sources: the context, a stage, a named context or an image."""
@@ -239,10 +298,44 @@ class Build:
     def plan_add(self, req, tree):
         return plan_add(req, tree, match_component, self.scratch)
 
+    # -- the build cache -------------------------------------------------------------------
+
+    def _import_caches(self) -> list:
+        imported = []
+        for spec in self.opts.cache_from:
+            try:
+                imported.append(import_cache(spec, platforms=self.opts.platforms or [host_platform()],
+                                             options=self.opts.registry.options))
+            except CacheError as e:
+                self.steps.reporter.warn(f"{e.message}; building without it")
+        return imported
+
+    def _export_caches(self, finals) -> None:
+        """`--cache-to`: mode=min the steps of the images built, mode=max every step of the build."""
+        chains = {key for state in finals for key in state.keys}
+        for spec in self.opts.cache_to:
+            if spec.type == "inline":
+                continue  # in the image configs (_write_image)
+            used = self.cache_steps.used
+            records = used if spec.mode == "max" else {k: r for k, r in used.items() if k in chains}
+            try:
+                export_cache(spec, records, self.blobs, options=self.opts.registry.options)
+            except CacheError as e:
+                if not spec.ignore_error:
+                    raise
+                self.steps.reporter.warn(f"{e.message} (ignored: ignore-error=true)")
+
+    def _inline_cache(self, state: ImageState):
+        if not any(spec.type == "inline" for spec in self.opts.cache_to):
+            return state.config
+        used = self.cache_steps.used
+        records = {k: used[k] for k in state.keys if k in used}
+        return replace(state.config, extra={**state.config.extra, INLINE_KEY: inline_cache(records, state.layers)})
+
     # -- writing ---------------------------------------------------------------------------
 
     def _write_image(self, state: ImageState) -> Descriptor:
-        config = state.config.to_json()
+        config = self._inline_cache(state).to_json()
         config_desc = Descriptor.for_bytes(MediaType.OCI_CONFIG, config)
         self.blobs.put_bytes(config, config_desc.digest)
         manifest = Manifest(config=config_desc, layers=state.layers)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import replace
 
-from ocibuild.builder import metadata, run
+from ocibuild.builder import cachekeys, metadata, run
 from ocibuild.builder.copy import CopyRequest, plan_copy, plan_mkdir
 from ocibuild.builder.sources import ContextFS, SourceFS, TreeFS
 from ocibuild.builder.state import ImageState
 from ocibuild.builder.users import resolve_owner
-from ocibuild.dockerfile import StageScope, parse
+from ocibuild.cache import Record
+from ocibuild.dockerfile import StageScope, mount_fields, parse
 from ocibuild.dockerfile import step as expand_step
 from ocibuild.dockerfile import instructions as ins
 from ocibuild.dockerfile.ignore import match_component
@@ -23,13 +24,15 @@ BUILDKIT_COMMENT = "buildkit.dockerfile.v0"
 class StageRunner:
     """Dispatches a stage's instructions. ``env`` is the build (see executor.Build)."""
 
-    def __init__(self, env, platform_label: str, target):
+    def __init__(self, env, platform_label: str, target, stage):
         self.env = env
         self.platform_label = platform_label
         self.target = target  # the build's platform, which names the stages COPY --from reads
+        self.stage = stage
 
-    def run(self, stage, state: ImageState, scope: StageScope, *, run_triggers: bool = True) -> ImageState:
+    def run(self, state: ImageState, scope: StageScope, *, run_triggers: bool = True) -> ImageState:
         """The base image's ONBUILD triggers (consumed: the result does not inherit them), then the stage."""
+        stage = self.stage
         triggers = onbuild_triggers(state, stage.from_instr) if run_triggers else []
         instructions = [*triggers, *stage.instructions]
         total = len(instructions) + 1
@@ -41,30 +44,91 @@ class StageRunner:
         return state
 
     def _dispatch(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> None:
+        """Serve the step from the cache, or run it and record what it made."""
         try:
-            self._apply(step, instr, state, scope)
+            expanded = expand_step(instr, scope)
+            text = cachekeys.instruction(expanded)
+            key = cachekeys.digest_of("step", state.key, text, self._inputs(expanded, state, scope),
+                                      self.env.layer_format)
+            record = self.env.lookup(key, self.stage)
+            if record is not None:
+                self._replay(expanded, state, scope, record)
+                self.env.steps.cached(step)
+            else:
+                record = self._execute(step, expanded, state, scope)
+                self.env.cache_steps.store(key, record)
         except OcibuildError as e:
             raise e.at(instr.location, instr.name) from None
+        state.key, state.keys = cachekeys.after(state.key, text, record), state.keys + (key,)
+        state.config = replace(state.config, created=record.created)
 
-    def _apply(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> None:
-        expanded = expand_step(instr, scope)
-        if isinstance(expanded, ins.RunInstr):
-            self._run(step, expanded, state, scope)
-            return
-        if isinstance(expanded, ins.ArgInstr):
-            self._history(state, "ARG " + " ".join(_arg_text(a) for a in expanded.args), empty=True)
-            return
-        handler = metadata.HANDLERS.get(type(expanded))
-        if handler is not None:
-            self._history(state, handler(expanded, state), empty=True)
-        elif isinstance(expanded, ins.WorkdirInstr):
-            self._workdir(step, expanded, state)
-        elif isinstance(expanded, (ins.CopyInstr, ins.AddInstr)):
-            self._copy(step, expanded, state)
-        else:
+    def _execute(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> Record:
+        created = self.env.created
+        text = self._describe(instr, state, scope)
+        layer = self._make_layer(step, instr, state, scope)
+        self._history(state, text, empty=layer is None, created=created)
+        return Record(created, *layer) if layer else Record(created)
+
+    def _replay(self, instr: ins.Instruction, state: ImageState, scope: StageScope, record: Record) -> None:
+        text = self._describe(instr, state, scope)
+        if record.layer is not None:
+            state.with_layer(record.layer, record.diff_id)
+            state.forget_tree(self.env.materialize)
+            if state.live is not None:
+                state.live.apply(self.env.blobs, record.layer)
+        self._history(state, text, empty=record.layer is None, created=record.created)
+
+    def _describe(self, instr: ins.Instruction, state: ImageState, scope: StageScope) -> str:
+        """Apply the step's config change; return its history text."""
+        if isinstance(instr, ins.RunInstr):
+            return run.history_text(instr, state, scope.run_args())
+        if isinstance(instr, ins.ArgInstr):
+            return "ARG " + " ".join(_arg_text(a) for a in instr.args)
+        if isinstance(instr, ins.WorkdirInstr):
+            path = metadata.workdir_path(instr, state)
+            state.config = state.config.with_config(working_dir=path)
+            return f"WORKDIR {path}"
+        if isinstance(instr, (ins.CopyInstr, ins.AddInstr)):
+            return f"{instr.original} # buildkit"
+        handler = metadata.HANDLERS.get(type(instr))
+        if handler is None:
             raise NotSupported(f"{instr.name} is not supported")
+        return handler(instr, state)
 
-    def _run(self, step: int, instr: ins.RunInstr, state: ImageState, scope: StageScope) -> None:
+    def _make_layer(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope):
+        """(descriptor, diff_id) of the layer the step adds, or None."""
+        if isinstance(instr, ins.RunInstr):
+            return self._run(step, instr, state, scope)
+        if isinstance(instr, ins.WorkdirInstr):
+            return self._workdir(step, state)
+        if isinstance(instr, (ins.CopyInstr, ins.AddInstr)):
+            return self._copy(step, instr, state)
+        return None
+
+    def _inputs(self, instr: ins.Instruction, state: ImageState, scope: StageScope):
+        """What the step reads besides the chain and its own text (cachekeys.py)."""
+        if isinstance(instr, ins.RunInstr):
+            # proot cannot record owners (all root): its layers must not stand in for a real sandbox's
+            owners = "root-only" if self.env.sandbox().name == "proot" else "recorded"
+            return {"env": scope.run_env(), "args": scope.run_args(), "network": self.env.opts.network,
+                    "mounts": [self._mount_input(m, state) for m in instr.mounts], "owners": owners}
+        if isinstance(instr, (ins.CopyInstr, ins.AddInstr)):
+            source = getattr(instr, "from_", None)
+            if not source:
+                return self.env.content.of_patterns(self.env.context_fs, list(instr.sources))
+            return self.env.source_key(source, self.target, state.platform)
+        return None
+
+    def _mount_input(self, spec: str, state: ImageState):
+        fields = dict(mount_fields(spec))
+        if (fields.get("type") or "bind") != "bind":
+            return None  # cache, tmpfs, secret: the spec (in the instruction) is all that counts
+        path = fields.get("source") or fields.get("src") or "/"
+        if fields.get("from"):
+            return [self.env.source_key(fields["from"], self.target, state.platform), path]
+        return self.env.content.of_dir(self.env.context_fs, path)
+
+    def _run(self, step: int, instr: ins.RunInstr, state: ImageState, scope: StageScope):
         if state.live is None:
             state.live = run.unpack(state, self.env.blobs, self.env.scratch)
         report = self.env.steps.reporter
@@ -74,26 +138,22 @@ class StageRunner:
             entries = run.run_step(instr, state, state.live, sandbox=self.env.sandbox(), env=scope.run_env(),
                                    network=self.env.opts.network, clamp=self.env.epoch, mounts=mounts,
                                    output=lambda stream, data: report.log(step, data))
-        self._commit_layer(step, entries, state, run.history_text(instr, state, scope.run_args()),
-                           on_disk=True)
+        return self._commit_layer(step, entries, state, on_disk=True)
 
-    def _history(self, state: ImageState, text: str, *, empty: bool) -> None:
-        state.config = state.config.add_history(text, created=self.env.created, empty_layer=empty,
+    def _history(self, state: ImageState, text: str, *, empty: bool, created: str) -> None:
+        state.config = state.config.add_history(text, created=created, empty_layer=empty,
                                                 comment=BUILDKIT_COMMENT)
 
-    def _workdir(self, step: int, instr: ins.WorkdirInstr, state: ImageState) -> None:
-        path = metadata.workdir_path(instr, state)
-        state.config = state.config.with_config(working_dir=path)
-        target = path.strip("/")
+    def _workdir(self, step: int, state: ImageState):
+        target = state.config.config.working_dir.strip("/")
         if not target or state.tree.is_dir(state.tree.resolve(target)):
-            self._history(state, f"WORKDIR {path}", empty=True)
-            return
+            return None
         owner = self._owner(state.config.config.user, state) if state.config.config.user else (0, 0)
         entries = plan_mkdir(state.tree.resolve(target), state.tree, owner=owner, mtime=self.env.mtime,
                              clamp=self.env.epoch)
-        self._commit_layer(step, entries, state, f"WORKDIR {path}")
+        return self._commit_layer(step, entries, state)
 
-    def _copy(self, step: int, instr, state: ImageState) -> None:
+    def _copy(self, step: int, instr, state: ImageState):
         fs, origin, from_context = self._source(instr, state)
         owner = self._owner(instr.chown, state) if instr.chown else None
         req = CopyRequest(
@@ -106,7 +166,7 @@ class StageRunner:
             entries = self.env.plan_add(req, state.tree)
         else:
             entries = plan_copy(req, state.tree, match_component)
-        self._commit_layer(step, entries, state, f"{instr.original} # buildkit")
+        return self._commit_layer(step, entries, state)
 
     def _source(self, instr, state: ImageState) -> tuple[SourceFS, str, bool]:
         source = getattr(instr, "from_", None)
@@ -121,8 +181,7 @@ class StageRunner:
     def _owner(self, spec: str, state: ImageState) -> tuple[int, int]:
         return resolve_owner(spec, state.tree)
 
-    def _commit_layer(self, step: int, entries: list[TarEntry], state: ImageState, text: str,
-                      *, on_disk: bool = False) -> None:
+    def _commit_layer(self, step: int, entries: list[TarEntry], state: ImageState, *, on_disk: bool = False):
         """Write the layer; keep the tree (and the stage's disk copy, once there is one) in step.
 
         ``on_disk``: the entries came from the disk copy itself (RUN), which is already current."""
@@ -134,7 +193,7 @@ class StageRunner:
                 state.tree.put(entry)
             if state.live is not None:
                 state.live.apply(self.env.blobs, desc)
-        self._history(state, text, empty=False)
+        return desc, diff_id
 
 
 def onbuild_triggers(state: ImageState, frm: ins.FromInstr) -> list[ins.Instruction]:

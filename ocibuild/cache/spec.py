@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 
-from ocibuild.errors import InvalidOption
+from ocibuild.errors import InvalidOption, OcibuildError
+from ocibuild.oci import Reference
 
 TYPES = ("registry", "local", "inline")
 MODES = ("min", "max")
@@ -27,25 +28,38 @@ class CacheSpec:
     @classmethod
     def parse(cls, text: str, *, export: bool) -> "CacheSpec":
         flag = "--cache-to" if export else "--cache-from"
-        if "=" not in text:
-            if export and text != "inline":
-                raise InvalidOption(f"invalid {flag} {text!r}: expected type=...")
-            return cls("inline") if text == "inline" else cls("registry", ref=text)
+        if "=" not in text:  # buildx: a bare value is a registry reference (`inline` is a type)
+            text = "type=inline" if text == "inline" else f"type=registry,ref={text}"
         fields = _fields(text, flag)
         kind = fields.pop("type", "registry" if "ref" in fields else "")
-        if kind not in TYPES:
-            raise InvalidOption(f"invalid {flag} {text!r}: type must be one of {', '.join(TYPES)}")
+        allowed = TYPES if export else ("registry", "local")  # an image's inline cache is read by its ref
+        if kind not in allowed:
+            raise InvalidOption(f"invalid {flag} {text!r}: type must be one of {', '.join(allowed)}")
         mode = fields.pop("mode", "min")
         if mode not in MODES:
             raise InvalidOption(f"invalid {flag} {text!r}: mode must be min or max")
-        ignore = fields.pop("ignore-error", "false").lower() in ("true", "1")
+        ignore = _bool(fields.pop("ignore-error", "false"), flag, text)
         ref = fields.pop("ref", "")
         path = fields.pop("dest" if export else "src", "")
-        if kind == "registry" and not ref:
-            raise InvalidOption(f"invalid {flag} {text!r}: type=registry needs ref=")
+        if kind == "registry":
+            if not ref:
+                raise InvalidOption(f"invalid {flag} {text!r}: type=registry needs ref=")
+            try:
+                Reference.parse(ref)
+            except OcibuildError as e:
+                raise InvalidOption(f"invalid {flag} {text!r}: {e.message}") from None
         if kind == "local" and not path:
             raise InvalidOption(f"invalid {flag} {text!r}: type=local needs {'dest' if export else 'src'}=")
         return cls(kind, ref, path, mode, ignore, fields)
+
+
+def _bool(value: str, flag: str, text: str) -> bool:
+    """Go's strconv.ParseBool, which BuildKit uses."""
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise InvalidOption(f"invalid {flag} {text!r}: ignore-error must be true or false")
 
 
 def _fields(text: str, flag: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ import sys
 from ocibuild import __version__
 from ocibuild.cli.common import run_verb
 
-VERBS = ["build", "inspect", "images", "pull", "push", "login", "logout", "manifest", "imagetools", "binfmt"]
+VERBS = ["build", "inspect", "images", "pull", "push", "login", "logout", "manifest", "imagetools", "binfmt",
+         "du", "prune"]
 
 
 def main(argv: list[str] | None = None) -> int:

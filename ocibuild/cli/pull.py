@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ocibuild.builder import OutputSpec
+from ocibuild.cache.lock import build_lock
 from ocibuild.cli.common import add_debug, add_registry_flags, registry_access
 from ocibuild.errors import InvalidOption
 from ocibuild.oci import IMAGE_NAME, REF_NAME, Platform, Reference, host_platform
@@ -26,6 +27,11 @@ def run(args) -> int:
     ref = Reference.parse(args.name)
     platform = Platform.parse(args.platform) if args.platform else host_platform()
     store = ImageStore(args.cache_dir) if args.cache_dir else ImageStore()
+    with build_lock(store.layout.path):  # blobs land before the tag: `prune` must not run meanwhile
+        return _pull(args, ref, platform, store)
+
+
+def _pull(args, ref: Reference, platform: Platform, store: ImageStore) -> int:
     source, top = registry_access(args).pull(ref, platform, store.blobs)
     chosen, _ = manifest_for(source, top, platform)
     copy(source, store.layout, chosen)  # documents and blobs: already fetched, now linked in

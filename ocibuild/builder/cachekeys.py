@@ -1,0 +1,127 @@
+"""Cache keys: what a step's result depends on, and nothing else, as one sha256.
+
+A step's key covers the stage's chain so far (``ImageState.key``), the instruction after
+expansion (without its line number: moving a step down the file does not change it), and
+what the step can see beyond that: for COPY/ADD the names, types, modes, link targets and
+contents of the files it reads (never their times or owners on the build machine, which a
+fresh checkout changes); for RUN its environment, build args and `--mount` sources (a
+secret by id only: its content must not be derivable from a key).
+
+The chain key after a step is the chain before it, the instruction and the diff_id of the
+layer it made: what the image now is, not how it was made. A step rerun (`--no-cache`, or a
+changed input) that makes different bytes changes every key after it; one that makes the same
+bytes (`COPY --from` a stage that changed elsewhere) leaves the steps after it cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ocibuild.builder.sources import ContextFS, glob
+from ocibuild.cache import Record
+from ocibuild.dockerfile.ignore import match_component
+from ocibuild.layer.entry import Kind, TarEntry
+
+HASH_WORKERS = 4  # file hashing overlaps reads with sha256 (both release the GIL)
+
+
+def digest_of(*parts) -> str:
+    """sha256 of the parts as canonical JSON."""
+    data = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def instruction(instr) -> dict:
+    """The expanded instruction as data, without where it sits in the file."""
+    fields = dataclasses.asdict(instr)
+    fields.pop("location", None)
+    return {"name": instr.name, **fields}
+
+
+def after(chain: str, instr: dict, record: Record) -> str:
+    """The chain key once the step ``instr`` (``instruction()``) has produced ``record``."""
+    return digest_of("after", chain, instr, str(record.diff_id or ""))
+
+
+class ContentKeys:
+    """Digests of what COPY/ADD and bind mounts read from a directory on this machine.
+
+    Hashing a large context costs a full read; the result is remembered under a signature
+    of the files' stat identity (inode, size, mtime, ctime), so an unchanged checkout is not
+    read again, while a fresh one (new inodes and times, same content) gets the same digest.
+    """
+
+    def __init__(self, cache: Path):
+        self.root = cache / "buildcache" / "sources"
+
+    def of_patterns(self, fs: ContextFS, patterns: list[str]) -> str:
+        """Everything the patterns (with wildcards) select, and all below the selected directories."""
+        entries: list[TarEntry] = []
+        for pattern in patterns:
+            entries.append(TarEntry(path=f"?{pattern}", kind=Kind.DIR, mode=0))  # marks where each pattern starts
+            for path in glob(fs, pattern, match_component):
+                entries.extend(_subtree(fs, fs.resolve(path)))
+        return self._digest(entries)
+
+    def of_dir(self, fs: ContextFS, path: str) -> str:
+        return self._digest(list(_subtree(fs, fs.resolve(path.strip("/")))))
+
+    def _digest(self, entries: list[TarEntry]) -> str:
+        signature = digest_of([_identity(e) for e in entries])
+        remembered = self.root / signature[:2] / signature
+        try:
+            return remembered.read_text().strip()
+        except OSError:
+            pass
+        files = [e.source for e in entries if e.kind is Kind.FILE and e.source]
+        with ThreadPoolExecutor(HASH_WORKERS) as pool:
+            sums = dict(zip(files, pool.map(_file_sha256, files)))
+        result = digest_of([[e.path, e.kind.name, e.mode, e.linkname, e.size,
+                             sums.get(e.source, "") if e.kind is Kind.FILE else ""] for e in entries])
+        _write_atomic(remembered, result)
+        return result
+
+
+def _subtree(fs: ContextFS, path: str):
+    top = fs.lookup(path)
+    if top is None:
+        return
+    yield top
+    if top.kind is Kind.DIR:
+        yield from fs.walk(path)
+
+
+def _identity(e: TarEntry) -> list:
+    if not e.source:
+        return [e.path, e.kind.name]
+    try:
+        s = os.lstat(e.source)
+    except OSError:
+        return [e.path, "missing"]
+    return [e.path, e.kind.name, e.mode, e.linkname, s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns]
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Best effort: a cache of digests that cannot be written is only slower next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(temp, path)
+    except OSError:
+        pass

@@ -1,0 +1,72 @@
+"""The build's view of the cache: look a step up, record what it produced, note what was used.
+
+Records come from the local store (`<cache>/buildcache/records`) and, after it, from the
+caches named by `--cache-from`. A record is only a hit when its layer blob is at hand (or can
+be fetched from the cache it came from): anything missing or corrupt is a miss with a
+warning, never a failed or wrong build.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ocibuild.cache import Record, RecordStore
+from ocibuild.errors import OcibuildError
+from ocibuild.store.blobs import BlobStore
+
+
+class StepCache:
+    def __init__(self, records: RecordStore, blobs: BlobStore, *, imported=(), warn: Callable[[str], None]):
+        self.records = records
+        self.blobs = blobs
+        self.imported = list(imported)  # ImportedCache objects (ocibuild.cache.transport)
+        self.warn = warn
+        self.used: dict[str, Record] = {}  # every step of this build: key -> record
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> Record | None:
+        record = self._local(key)
+        if record is None:
+            record = self._remote(key)
+        if record is not None:
+            self._use(key, record)
+        return record
+
+    def store(self, key: str, record: Record) -> None:
+        try:
+            self.records.put(key, record)
+        except OSError as e:
+            self.warn(f"cannot record a cache entry: {e.strerror or e}")
+        self._use(key, record)
+
+    def _use(self, key: str, record: Record) -> None:
+        with self._lock:
+            self.used[key] = record
+
+    def _local(self, key: str) -> Record | None:
+        try:
+            record = self.records.get(key)
+        except OcibuildError as e:
+            self.warn(f"{e.message}; running the step")
+            return None
+        if record is not None and record.layer is not None and not self.blobs.has(record.layer.digest):
+            if not self.imported:
+                self.warn(f"cache record {key[:12]}: layer {record.layer.digest} is missing; running the step")
+            return None
+        return record
+
+    def _remote(self, key: str) -> Record | None:
+        for source in self.imported:
+            record = source.get(key)
+            if record is None:
+                continue
+            try:
+                if record.layer is not None:
+                    source.fetch(record, self.blobs)
+            except OcibuildError as e:
+                self.warn(f"cache {source}: {e.message}; running the step")
+                continue
+            self.store(key, record)
+            return record
+        return None

@@ -7,6 +7,7 @@
     │   └── InvalidOption           --output, --build-context, --build-arg syntax
     ├── DockerfileError             the Dockerfile cannot be parsed or means nothing
     ├── BuildError                  a step could not be carried out
+    │   ├── Cancelled               not started: another stage or platform of the build failed
     │   ├── ContextError            a COPY/ADD source is missing or escapes the context
     │   ├── NotSupported            an instruction or flag this version does not implement
     │   └── SandboxError            a RUN step cannot run here: no isolation or emulation, setup failed
@@ -100,6 +101,10 @@ class DockerfileError(OcibuildError):
 
 class BuildError(OcibuildError):
     pass
+
+
+class Cancelled(BuildError):
+    """A stage or step not started because another part of the build failed."""
 
 
 class ContextError(BuildError):

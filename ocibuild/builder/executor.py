@@ -12,7 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,9 +32,10 @@ from ocibuild.builder.stage import StageRunner
 from ocibuild.builder.state import ImageState
 from ocibuild.dockerfile import (
     Dockerfile, GlobalScope, RunInstr, StageScope, expand_from, load_ignore, needed_stages, parse,
+    stage_dependencies,
 )
 from ocibuild.dockerfile.ignore import match_component
-from ocibuild.errors import BuildError, CacheError, ContextError, NotFound, OcibuildError
+from ocibuild.errors import BuildError, CacheError, Cancelled, ContextError, NotFound, OcibuildError
 from ocibuild.sandbox import check_platforms
 from ocibuild.sandbox import choose as choose_sandbox
 from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Reference, host_platform, rfc3339
@@ -80,6 +83,10 @@ class Build:
         self._sandbox = None
         self._scopes: dict[tuple[str, int], StageScope] = {}
         self._bases: dict[tuple[str, str], ImageState] = {}
+        self._jobs = threading.BoundedSemaphore(max(1, opts.jobs))  # stages building at once
+        self.failed = threading.Event()  # set by the first failing stage: the others stop at their next step
+        self._guard = threading.Lock()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self.content = cachekeys.ContentKeys(self.cache)
         self.cache_steps = StepCache(RecordStore(self.cache), self.blobs, warn=self.steps.reporter.warn,
                                      imported=self._import_caches())
@@ -115,7 +122,9 @@ class Build:
         """Build every platform; file contents stay in the scratch space until the Build is closed."""
         platforms = self.opts.platforms or [host_platform()]
         self._preflight(platforms)
-        images = {str(p): self._build_platform(p, multi=len(platforms) > 1) for p in platforms}
+        with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
+            futures = [pool.submit(self._build_platform, p, multi=len(platforms) > 1) for p in platforms]
+            images = dict(zip(map(str, platforms), _results(futures)))
         for name in self._unused:
             self.steps.reporter.warn(f"build argument {name!r} is not consumed by any instruction")
         manifests = {name: self._write_image(state) for name, state in images.items()}
@@ -146,16 +155,34 @@ class Build:
             check_platforms(list(dict.fromkeys(running)))
 
     def _build_platform(self, platform: Platform, *, multi: bool) -> ImageState:
+        """The platform's needed stages, each as soon as the stages it reads are built, at most
+        ``--jobs`` stages (of all platforms) at once."""
         scope, order = self._plan(platform)
         label = f"{platform} " if multi else ""
-        state = None
-        for stage in order:
-            state = self._build_stage(stage, platform, scope, label)
-        assert state is not None
+        futures: dict[int, Future] = {}
+        with ThreadPoolExecutor(max_workers=len(order)) as pool:
+            for stage in order:
+                deps = [futures[d.stage] for d in stage_dependencies(self.dockerfile, stage, scope)
+                        if d.stage is not None and d.stage in futures]
+                futures[stage.index] = pool.submit(self._stage_after, deps, stage, platform, scope, label)
+            state = _results([futures[stage.index] for stage in order])[-1]
         self._unused = scope.unused_build_args()
         for key, value in self.opts.labels.items():
             state.config = state.config.with_config(labels={**state.config.config.labels, key: value})
         return state
+
+    def _stage_after(self, deps: list[Future], stage, platform: Platform, scope: GlobalScope,
+                     label: str) -> ImageState:
+        for dep in deps:
+            dep.result()  # its error is the one reported, not a second one from here
+        with self._jobs:
+            if self.failed.is_set():
+                raise Cancelled("cancelled: another part of the build failed")
+            try:
+                return self._build_stage(stage, platform, scope, label)
+            except BaseException:
+                self.failed.set()
+                raise
 
     def _build_stage(self, stage, platform: Platform, scope: GlobalScope, label: str) -> ImageState:
         frm = stage.from_instr
@@ -208,6 +235,12 @@ class Build:
     def _image(self, name: str, platform: Platform) -> ImageState:
         """A named build context or an image of the local store, for ``platform``."""
         key = (name.lower(), str(platform))
+        with self._guard:
+            lock = self._loading.setdefault(key, threading.Lock())
+        with lock:
+            return self._load_base(key, name, platform)
+
+    def _load_base(self, key: tuple[str, str], name: str, platform: Platform) -> ImageState:
         if key not in self._bases:
             spec = self.named.get(name.lower())
             if spec is not None and spec.kind == "dir":
@@ -276,10 +309,11 @@ class Build:
 
     def sandbox(self):
         """The sandbox RUN steps use, chosen on first use and announced once."""
-        if self._sandbox is None:
-            self._sandbox = choose_sandbox(self.opts.sandbox)
-            self.steps.reporter.info(f"sandbox: {self._sandbox.name} ({self._sandbox.why})")
-        return self._sandbox
+        with self._guard:
+            if self._sandbox is None:
+                self._sandbox = choose_sandbox(self.opts.sandbox)
+                self.steps.reporter.info(f"sandbox: {self._sandbox.name} ({self._sandbox.why})")
+            return self._sandbox
 
     def copy_source(self, name: str, target: Platform, platform: Platform):
         """What `COPY --from=name` reads: an earlier stage (of this build's ``target``), a named
@@ -344,3 +378,12 @@ class Build:
         self.blobs.put_bytes(data, desc.digest)
         return desc
 
+
+
+def _results(futures: list[Future]) -> list:
+    """Every result, once all are done; else the error that made the others cancel."""
+    errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        raise next((e for e in failed if not isinstance(e, Cancelled)), failed[0])
+    return [f.result() for f in futures]

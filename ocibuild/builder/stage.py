@@ -15,7 +15,7 @@ from ocibuild.dockerfile import StageScope, mount_fields, parse
 from ocibuild.dockerfile import step as expand_step
 from ocibuild.dockerfile import instructions as ins
 from ocibuild.dockerfile.ignore import match_component
-from ocibuild.errors import BuildError, NotSupported, OcibuildError
+from ocibuild.errors import BuildError, Cancelled, NotSupported, OcibuildError
 from ocibuild.layer.entry import TarEntry
 
 BUILDKIT_COMMENT = "buildkit.dockerfile.v0"
@@ -37,6 +37,8 @@ class StageRunner:
         instructions = [*triggers, *stage.instructions]
         total = len(instructions) + 1
         for i, instr in enumerate(instructions, start=2):
+            if self.env.failed.is_set():
+                raise Cancelled("cancelled: another part of the build failed")
             shown = instr.original.splitlines()[0]
             title = f"[{self.platform_label}{stage.display_name} {i}/{total}] " + \
                     (f"ONBUILD {shown}" if i - 2 < len(triggers) else shown)

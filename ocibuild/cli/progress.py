@@ -110,8 +110,9 @@ class TtyReporter(PlainReporter):
             out.flush()
 
     def start(self, step: int, name: str) -> None:
-        self._started[step] = time.monotonic()
-        self._names[step] = name
+        with self._lock:  # steps of several stages and platforms start and end at once
+            self._started[step] = time.monotonic()
+            self._names[step] = name
         self._redraw()
 
     def advance(self, step: int, nbytes: int) -> None:
@@ -121,8 +122,9 @@ class TtyReporter(PlainReporter):
             self._redraw()
 
     def done(self, step: int, *, cached: bool = False, error: str | None = None) -> None:
-        name = self._names.pop(step, "")
-        elapsed = time.monotonic() - self._started.pop(step, time.monotonic())
+        with self._lock:
+            name = self._names.pop(step, "")
+            elapsed = time.monotonic() - self._started.pop(step, time.monotonic())
         status = "ERROR" if error else "CACHED" if cached else f"{elapsed:.1f}s"
         self._bytes.pop(step, None)
         self._redraw(finished=f" => {name}  {status}")

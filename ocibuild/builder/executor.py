@@ -81,6 +81,7 @@ class Build:
         self._stages: dict[tuple[str, int], ImageState] = {}
         self._unused: list[str] = []
         self._sandbox = None
+        self._announced = False
         self._scopes: dict[tuple[str, int], StageScope] = {}
         self._bases: dict[tuple[str, str], ImageState] = {}
         self._jobs = threading.BoundedSemaphore(max(1, opts.jobs))  # stages building at once
@@ -307,11 +308,14 @@ class Build:
         return MountPlanner(scratch=self.scratch, cache_root=str(self.cache / "mounts"),
                             secrets=self.opts.secrets, sources=source_dir)
 
-    def sandbox(self):
-        """The sandbox RUN steps use, chosen on first use and announced once."""
+    def sandbox(self, *, announce: bool = True):
+        """The sandbox RUN steps use, chosen on first use, announced when a step first runs in it
+        (cache keys need to know it too, without any step running)."""
         with self._guard:
             if self._sandbox is None:
                 self._sandbox = choose_sandbox(self.opts.sandbox)
+            if announce and not self._announced:
+                self._announced = True
                 self.steps.reporter.info(f"sandbox: {self._sandbox.name} ({self._sandbox.why})")
             return self._sandbox
 

@@ -111,7 +111,7 @@ class StageRunner:
         """What the step reads besides the chain and its own text (cachekeys.py)."""
         if isinstance(instr, ins.RunInstr):
             # proot cannot record owners (all root): its layers must not stand in for a real sandbox's
-            owners = "root-only" if self.env.sandbox().name == "proot" else "recorded"
+            owners = "root-only" if self.env.sandbox(announce=False).name == "proot" else "recorded"
             return {"env": scope.run_env(), "args": scope.run_args(), "network": self.env.opts.network,
                     "mounts": [self._mount_input(m, state) for m in instr.mounts], "owners": owners}
         if isinstance(instr, (ins.CopyInstr, ins.AddInstr)):

@@ -18,6 +18,7 @@ import os
 import posixpath
 import sys
 import tarfile
+import threading
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,10 +43,15 @@ def safe_name(name: str, archive: object) -> str:
 
 
 class TarMembers:
-    """The regular files of a tar archive by normalised name, read without extracting. Not thread-safe."""
+    """The regular files of a tar archive by normalised name, read without extracting.
+
+    Members may be read from several threads at once (a push uploads four blobs at a time):
+    tarfile's member streams share one file object, seeked before every read, so each read
+    holds a lock."""
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self._lock = threading.Lock()
         try:
             self._tar = tarfile.open(self.path, "r:*")
         except (tarfile.TarError, EOFError) as e:
@@ -120,7 +126,7 @@ class TarMembers:
         except (tarfile.TarError, OSError) as e:
             raise InvalidDocument(f"read archive {self.path}: member {name!r}: {e}") from None
         assert f is not None  # regular files always have data
-        return f  # type: ignore[return-value]
+        return _Locked(f, self._lock)
 
     def read(self, name: str, limit: int | None = None) -> bytes:
         size = self.size(name)
@@ -135,6 +141,28 @@ class TarMembers:
 
     def close(self) -> None:
         self._tar.close()
+
+
+class _Locked(io.RawIOBase):
+    """A member stream whose reads (seek and read of the shared archive file) run one at a time."""
+
+    def __init__(self, f, lock: threading.Lock):
+        self._f, self._lock = f, lock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        with self._lock:
+            return self._f.readinto(b)
+
+    def read(self, size: int = -1) -> bytes:
+        with self._lock:
+            return self._f.read(size)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 def blob_member(digest: str) -> str:

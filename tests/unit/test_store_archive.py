@@ -264,3 +264,35 @@ def test_skopeo_reads_both_archives(layout, tmp_path):
     run("skopeo", "copy", f"docker-archive:{tmp_path / 'docker.tar'}", f"oci:{tmp_path / 'copied'}:x")
     out = json.loads(run("skopeo", "inspect", f"oci-archive:{tmp_path / 'docker.tar'}:v1"))
     assert out["Digest"] == desc.digest
+
+
+def test_archive_members_read_from_several_threads_at_once(tmp_path):
+    """A push reads four blobs at a time; tarfile's member streams share one file object."""
+    import hashlib
+    import threading
+
+    from ocibuild.store.tarfiles import TarMembers
+
+    blobs = {f"blobs/sha256/{i:064x}": bytes([i]) * (300_000 + i) for i in range(8)}
+    path = tmp_path / "a.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in blobs.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    members = TarMembers(path)
+    wrong = []
+
+    def read(name):
+        with members.open(name) as f:
+            got = b"".join(iter(lambda: f.read(4096), b""))
+        if hashlib.sha256(got).digest() != hashlib.sha256(blobs[name]).digest():
+            wrong.append(name)
+
+    for _ in range(20):
+        threads = [threading.Thread(target=read, args=(n,)) for n in blobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert wrong == []

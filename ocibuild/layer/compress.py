@@ -1,21 +1,18 @@
 """Compress a layer tar and compute its digest, diff_id and size in the same single pass.
 
-`LayerWriter` takes the uncompressed tar bytes. The calling thread hashes them (the diff_id)
-and hands them on; compression runs on worker threads; the compressed bytes are hashed (the
-digest), counted and written to `dest` on the compressor's output thread. hashlib and ISA-L
-release the GIL on large buffers, so the three stages overlap on separate cores.
+`LayerWriter` takes the uncompressed tar bytes. They are hashed (the diff_id) on the calling
+thread (gzip) or a feeder thread (zstd, none); compression runs on worker threads; the compressed
+bytes are hashed (the digest), counted and written to `dest` on the compressor's output thread.
+hashlib, ISA-L and zstd release the GIL on large buffers, so the stages overlap on separate cores.
 
 Reproducibility - the same tar gives the same blob on any machine, whatever its core count:
 
-- gzip goes through ``isal.igzip_threaded``, pigz-style: the input is cut into blocks, each
-  compressed on its own with the previous block's last 32 KiB as dictionary, and the pieces
-  joined into one deflate stream. Measured (python-isal 1.9): the output does NOT depend on the
-  thread count (1, 2, 4 and 8 threads give identical bytes), but it DOES depend on where the
-  blocks are cut, which igzip_threaded takes from the sizes of the caller's write() calls and
-  from `block_size`; and threads=0 (plain igzip) gives different bytes again. So we fix the block
-  size (`GZIP_BLOCK`), cut blocks ourselves at fixed offsets of the stream whatever the write
-  sizes, always use the threaded path, and only then let the thread count follow the cores.
-  The gzip header has mtime 0, no file name, OS 255.
+- gzip goes through `ocibuild.layer.gzipblocks`, pigz-style: the stream is cut into blocks of
+  `GZIP_BLOCK` bytes at fixed offsets, each compressed by ISA-L on its own with the previous
+  block's last 32 KiB as dictionary, and the pieces joined into one deflate stream. The bytes are
+  those ``isal.igzip_threaded`` writes for the same cuts (python-isal 1.9; our earlier writer
+  used it directly and tests compare against it); they depend on the block size, never on the
+  thread count or the caller's write sizes. The gzip header has mtime 0, no file name, OS 255.
   ISA-L picks a CPU-specific deflate kernel at run time; we know of no promise that they emit
   identical bytes on every x86-64 generation or on arm64 (we could only test one machine), so
   "bit-identical everywhere" holds for a given ISA-L build and CPU family.
@@ -36,14 +33,13 @@ from enum import Enum
 from typing import BinaryIO, Iterable
 
 import zstandard
-from isal import igzip_threaded, isal_zlib
+from isal import isal_zlib
 
 from ocibuild.errors import InvalidOption
 from ocibuild.layer.entry import TarEntry
+from ocibuild.layer.gzipblocks import BLOCK as GZIP_BLOCK, GzipBlocks
 from ocibuild.layer.tarwriter import write_tar
 
-# Part of the gzip output format (see the module docstring): changing it changes every digest.
-GZIP_BLOCK = 1 << 20
 # ISA-L has levels 0-3; buildah (Go compress/gzip) uses zlib's level 6. Measured on the 1 GiB
 # benchmark tar (bench/benchkit big_layout: half random, half log text), blob size against
 # `gzip -6`'s 667.1 MB: level 0 +27%, level 1 +3.0%, level 2 +3.0%, level 3 +2.5% at 2.5x the CPU
@@ -51,8 +47,8 @@ GZIP_BLOCK = 1 << 20
 # ISA-L level comes within 5% of gzip -6: +15% at level 1, +12.5% at level 3; ask for zstd.)
 GZIP_DEFAULT_LEVEL = 1
 ZSTD_DEFAULT_LEVEL = 3
-_FEED_QUEUE = 16  # chunks (up to 1 MiB each) between the reading thread and the feeder
-_MAX_THREADS = 8  # more buys nothing: hashing on the calling thread is the next bottleneck
+_FEED_QUEUE = 16  # chunks (up to 1 MiB each) between the reading thread and the feeder (zstd)
+_MAX_THREADS = 8  # more buys nothing: hashing the diff_id (one stream, one core) is the next bottleneck
 
 
 class Compression(Enum):
@@ -95,30 +91,28 @@ class LayerWriter:
     available; it does not close `dest`. Leaving the `with` block by an exception still stops the
     worker threads, but the blob in `dest` is then incomplete and must be discarded. Exceptions
     raised by `dest.write` (on a worker thread) come back from a later `write` or `close`.
+    `write` copies what it is given before returning, so callers may reuse their buffers.
     """
 
     def __init__(self, dest: BinaryIO, compression: Compression, level: int | None = None):
         self._compression = compression
         self._sink = _HashingSink(dest)
-        self._diff = self._sink.sha if compression is Compression.NONE else hashlib.sha256()
-        self._compressor = _compressor(compression, level, self._sink)
-        self._feeder = _Feeder(self._feed)
         self._result: LayerBlob | None = None
+        if compression is Compression.GZIP:
+            # The diff_id is hashed block by block on the caller's thread, compression and the
+            # digest of its output on GzipBlocks' threads.
+            self._diff = hashlib.sha256()
+            self._stream = GzipBlocks(self._sink, _gzip_level(level), _threads(), self._diff.update)
+        else:
+            self._diff = self._sink.sha if compression is Compression.NONE else hashlib.sha256()
+            self._stream = _Fed(_compressor(compression, level, self._sink),
+                                None if compression is Compression.NONE else self._diff)
 
     def write(self, data) -> int:
-        """Queue ``data`` (copied unless it is immutable ``bytes``) for hashing and compression."""
+        """Take ``data`` for hashing and compression (copied: the caller may reuse its buffer)."""
         if self._result is not None:
             raise ValueError("write to a closed LayerWriter")
-        chunk = data if isinstance(data, bytes) else bytes(data)
-        self._feeder.put(chunk)
-        return len(chunk)
-
-    def _feed(self, chunk: bytes) -> None:
-        # On the feeder thread: the caller's thread only reads files, the diff_id hash and the
-        # cutting into compression blocks happen here, the compression on ISA-L's threads.
-        if self._compression is not Compression.NONE:
-            self._diff.update(chunk)
-        self._compressor.write(chunk)
+        return self._stream.write(data)
 
     def writable(self) -> bool:
         return True
@@ -129,8 +123,7 @@ class LayerWriter:
     def close(self) -> None:
         """Finish the stream (idempotent) and fix `result`."""
         if self._result is None:
-            self._feeder.close()
-            self._compressor.close()
+            self._stream.close()
             self._result = LayerBlob(digest="sha256:" + self._sink.sha.hexdigest(),
                                      diff_id="sha256:" + self._diff.hexdigest(),
                                      size=self._sink.size, media_type=self._compression.media_type)
@@ -153,13 +146,37 @@ class LayerWriter:
             self.close()
             return
         try:  # stop the threads; the caller discards the partial blob
-            self._feeder.close()
+            self._stream.abort()
         except Exception:  # noqa: BLE001 - the first error is the one to report
             pass
+
+
+class _Fed:
+    """zstd or no compression behind a feeder thread, which also hashes the diff_id when given."""
+
+    def __init__(self, compressor, diff):
+        self._compressor, self._diff = compressor, diff
+        self._feeder = _Feeder(self._feed)
+
+    def write(self, data) -> int:
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._feeder.put(chunk)
+        return len(chunk)
+
+    def _feed(self, chunk: bytes) -> None:
+        if self._diff is not None:
+            self._diff.update(chunk)
+        self._compressor.write(chunk)
+
+    def close(self) -> None:
+        self._feeder.close()
+        self._compressor.close()
+
+    def abort(self) -> None:
         try:
+            self._feeder.close()
+        finally:
             self._compressor.close()
-        except Exception:  # noqa: BLE001 - the first error is the one to report
-            pass
 
 
 class _Feeder:
@@ -223,8 +240,6 @@ def _threads() -> int:
 
 
 def _compressor(compression: Compression, level: int | None, sink: _HashingSink):
-    if compression is Compression.GZIP:
-        return _GzipBlocks(sink, _gzip_level(level))
     if compression is Compression.ZSTD:
         level = ZSTD_DEFAULT_LEVEL if level is None else level
         if not -7 <= level <= 22:
@@ -248,39 +263,3 @@ def _gzip_level(level: int | None) -> int:
 class _Passthrough:
     def __init__(self, sink: _HashingSink):
         self.write, self.close = sink.write, lambda: None
-
-
-class _GzipBlocks:
-    """Feeds igzip_threaded whole `GZIP_BLOCK`-sized blocks at fixed stream offsets.
-
-    Block boundaries decide the output bytes, so they must not follow the caller's write sizes.
-    We write to the BufferedWriter's raw writer, which compresses each write of at most
-    `GZIP_BLOCK` bytes as one block (and copies it, so handing it `bytes` avoids a second copy).
-    """
-
-    def __init__(self, sink: _HashingSink, level: int):
-        self._file = igzip_threaded.open(sink, "wb", compresslevel=level, threads=_threads(),
-                                         block_size=GZIP_BLOCK)
-        self._raw = self._file.raw
-        self._stage = bytearray()
-
-    def write(self, data) -> None:
-        view = memoryview(data).cast("B")
-        if self._stage:
-            take = min(GZIP_BLOCK - len(self._stage), len(view))
-            self._stage += view[:take]
-            view = view[take:]
-            if len(self._stage) < GZIP_BLOCK:
-                return
-            self._raw.write(bytes(self._stage))
-            self._stage = bytearray()
-        whole = len(view) - len(view) % GZIP_BLOCK
-        for start in range(0, whole, GZIP_BLOCK):
-            self._raw.write(view[start:start + GZIP_BLOCK].tobytes())
-        self._stage += view[whole:]
-
-    def close(self) -> None:
-        if self._stage:
-            self._raw.write(bytes(self._stage))
-            self._stage = bytearray()
-        self._file.close()

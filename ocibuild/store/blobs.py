@@ -27,6 +27,9 @@ from ocibuild.errors import DigestMismatch, InvalidDocument, NotFound, StoreErro
 from ocibuild.oci import Descriptor, Digest, verify
 
 CHUNK = 1 << 20  # copy and write-buffer size
+# Writes this large skip the buffer: a compressed layer arrives in pieces of 100 KiB to 1 MiB,
+# and gathering them cost a copy and a growing bytearray for no fewer system calls worth having.
+DIRECT_WRITE = 64 << 10
 # A blob is fsynced before it is renamed into place. Left to the end, that fsync waits for the
 # whole blob to reach the disk (about 1 s for a 700 MB layer here); starting the writeback of
 # every 32 MiB as it is written lets the disk work while the compressor does, and the final
@@ -240,6 +243,7 @@ class BlobWriter(io.RawIOBase):
         self._fd, self._temp = -1, None
         self._buf = bytearray()
         self._written = 0
+        self._on_disk = 0  # bytes handed to the kernel (_written counts the buffer too)
         self._synced = 0  # bytes whose writeback to disk has been started
         self.digest: Digest | None = None
         self.size: int | None = None
@@ -266,7 +270,8 @@ class BlobWriter(io.RawIOBase):
             raise DigestMismatch(f"store blob {self._name()}: more than the expected {self._expected_size} bytes")
         if self._hasher is not None:
             self._hasher.update(view)
-        if not self._buf and n >= CHUNK:
+        if n >= DIRECT_WRITE:
+            self._flush_buffer()
             self._write_all(view)  # large writes go straight through, without a copy
         else:
             self._buf += view
@@ -345,7 +350,7 @@ class BlobWriter(io.RawIOBase):
         try:
             while offset < len(data):
                 offset += _write(self._fd, data[offset:] if offset else data)
-            end = self._written + len(data)
+            end = self._on_disk = self._on_disk + len(data)
             if end - self._synced >= WRITEBACK_CHUNK:
                 _start_writeback(self._fd, self._synced, end - self._synced)
                 self._synced = end

@@ -166,3 +166,44 @@ def test_a_failing_destination_surfaces():
         with LayerWriter(Full(), Compression.GZIP) as writer:
             for _ in range(8):
                 writer.write(mixed(1 << 20))
+
+
+@pytest.mark.parametrize("level", [0, 1, 3])
+@pytest.mark.parametrize("size", [0, 5, compress.GZIP_BLOCK, 3 * compress.GZIP_BLOCK + 4321])
+def test_compressible_data_gives_igzip_threadeds_bytes_for_the_same_blocks(level, size):
+    # Compressible blocks are what isal.igzip_threaded (our writer before) makes of them.
+    from isal import igzip_threaded
+    data = mixed(2 * size)[size:]  # the text half
+    ours, _ = blob(data, Compression.GZIP, level=level, chunk=333_333)
+    theirs = io.BytesIO()
+    f = igzip_threaded.open(theirs, "wb", compresslevel=level, threads=2, block_size=compress.GZIP_BLOCK)
+    for start in range(0, len(data), compress.GZIP_BLOCK):
+        f.raw.write(data[start:start + compress.GZIP_BLOCK])
+    f.close()
+    assert ours == theirs.getvalue()
+
+
+@pytest.mark.parametrize("level", [0, 1, 3])
+def test_incompressible_blocks_are_stored(level):
+    noise = hashlib.shake_128(b"n").digest(3 * compress.GZIP_BLOCK + 999)
+    out, result = blob(noise + mixed(1 << 20)[1 << 19:], Compression.GZIP, level=level)
+    assert noise[:0xFFFF] in out  # stored: the bytes as they are, in pieces of at most 64 KiB
+    assert len(out) < len(noise) * 1.001 + (1 << 19)
+    with open_layer(io.BytesIO(out), Compression.GZIP.media_type) as stream:
+        assert sha(stream.read()) == result.diff_id
+
+
+def test_a_block_that_is_partly_text_is_compressed():
+    data = hashlib.shake_128(b"n").digest(compress.GZIP_BLOCK // 2) + mixed(compress.GZIP_BLOCK)[1 << 19:]
+    out, _ = blob(data, Compression.GZIP)
+    assert len(out) < 0.7 * len(data)
+
+
+def test_an_error_in_the_with_block_stops_the_threads():
+    import threading
+    before = threading.active_count()
+    with pytest.raises(KeyError):
+        with LayerWriter(io.BytesIO(), Compression.GZIP) as writer:
+            writer.write(mixed(3 << 20))
+            raise KeyError("boom")
+    assert threading.active_count() == before

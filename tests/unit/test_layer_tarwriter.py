@@ -127,6 +127,26 @@ def test_a_big_file_that_grew_is_refused(tmp_path):
         tar_bytes([TarEntry("f", Kind.FILE, 0o644, size=2 << 20, source=str(src))])
 
 
+@pytest.mark.parametrize("size", [1, 511, 512, (1 << 20) - 1024, (1 << 20) - 512, 1 << 20, (1 << 20) + 1, 3 << 20])
+def test_contents_across_buffer_edges_match_tarfile(tmp_path, size):
+    # The reused 1 MiB buffer fills up at every possible place relative to headers and contents.
+    entries = []
+    for i, n in enumerate((size, 700, size)):
+        src = tmp_path / f"f{i}"
+        src.write_bytes(bytes([i + 1]) * n)
+        entries.append(TarEntry(f"f{i}", Kind.FILE, 0o644, size=n, source=str(src)))
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes(entries))) as tar:
+        assert [tar.extractfile(m).read() for m in tar] == [(tmp_path / f"f{i}").read_bytes() for i in range(3)]
+
+
+@pytest.mark.parametrize("size", [(1 << 20) - 1024, (1 << 20) - 512, 1 << 20, 2 << 20])
+def test_growth_by_one_byte_at_buffer_edges_is_refused(tmp_path, size):
+    src = tmp_path / "f"
+    src.write_bytes(b"x" * (size + 1))
+    with pytest.raises(ContextError, match="found more"):
+        tar_bytes([TarEntry("f", Kind.FILE, 0o644, size=size, source=str(src))])
+
+
 def test_a_missing_source_is_a_context_error(tmp_path):
     with pytest.raises(ContextError, match="cannot read 'f'"):
         tar_bytes([TarEntry("f", Kind.FILE, 0o644, size=1, source=str(tmp_path / "gone"))])

@@ -236,3 +236,18 @@ def test_unhashed_writer_may_rely_on_expected(tmp_path):
         with store.writer(sha(b"known"), hash=False) as w:
             w.write(b"other")
             w.commit(sha(b"other"), 5)
+
+
+def test_early_writeback_covers_every_byte_once(tmp_path, monkeypatch):
+    # Ranges handed to sync_file_range follow the bytes on disk, buffered or written directly.
+    from ocibuild.store import blobs as blobs_mod
+    ranges = []
+    monkeypatch.setattr(blobs_mod, "WRITEBACK_CHUNK", 1 << 20)
+    monkeypatch.setattr(blobs_mod, "_start_writeback", lambda fd, off, n: ranges.append((off, n)))
+    store = blobs_mod.BlobStore(tmp_path)
+    with store.writer() as w:
+        for size in (100, 300 << 10, 5, 2 << 20, 70 << 10, 1 << 20, 9) * 3:
+            w.write(b"x" * size)
+    starts = [0] + [off + n for off, n in ranges]
+    assert [off for off, _ in ranges] == starts[:-1]  # contiguous, from 0
+    assert starts[-1] <= w.size

@@ -1,61 +1,47 @@
-"""RUN: the stage's filesystem unpacked into a working directory, the command run in the
-sandbox, and the change it made taken as a layer.
+"""RUN: the command run in the sandbox on the stage's filesystem, and the change it made taken
+as a layer.
 
-COPY-only stages never touch the disk; the first RUN of a stage unpacks its layers into a
-private directory (`LiveRoot`), which then follows every later layer of the stage.
+COPY-only stages never touch the disk; the first RUN of a stage makes its `LiveRoot` (see
+`liveroot`), which then follows every later layer of the stage. Where the sandbox can mount
+overlayfs, each RUN runs on an overlay of the cached base image and the earlier steps' upper
+directories, and its layer is read off its own upper directory (`ocibuild.layer.overlay`):
+the cost follows the change, not the size of the rootfs. Elsewhere (proot, a foreign platform
+run by proot, `OCIBUILD_NO_OVERLAY=1`) it runs in place on a private copy, compared with a
+snapshot taken before (`ocibuild.layer.diff`). Both give the same layer for the same change.
+The stage's tree follows the layer's entries rather than a rescan of the disk.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from ocibuild.builder.base import plain_owners, tree_from_dir
+from ocibuild.builder.liveroot import LiveRoot
 from ocibuild.builder.metadata import command_line
 from ocibuild.builder.state import ImageState
+from ocibuild.builder.tree import Tree
 from ocibuild.dockerfile import instructions as ins
-from ocibuild.layer.decompress import open_layer
 from ocibuild.layer.diff import diff
-from ocibuild.layer.entry import TarEntry
-from ocibuild.errors import BuildError
-from ocibuild.layer.extract import Owner, apply_layer
+from ocibuild.layer.entry import Kind, TarEntry
+from ocibuild.layer.extract import OPAQUE, WHITEOUT
+from ocibuild.layer.overlay import LowerView, image_xattrs, relink, upper_diff
 from ocibuild.layer.snapshot import snapshot
-from ocibuild.oci import Descriptor
 from ocibuild.sandbox import RunSpec
+from ocibuild.sandbox.spec import Overlay
 from ocibuild.store.blobs import BlobStore
 
-
-@dataclass
-class LiveRoot:
-    """A stage's filesystem on disk; ``owners`` holds what a rootless unpack could not set."""
-
-    path: str
-    owners: dict = field(default_factory=dict)
-
-    def apply(self, blobs: BlobStore, layer: Descriptor) -> None:
-        with blobs.open(layer.digest) as raw, open_layer(raw, layer.media_type) as stream:
-            apply_layer(self.path, stream, layer=str(layer.digest), owners=self.owners)
+__all__ = ["LiveRoot", "unpack", "run_step", "history_text"]
 
 
 def unpack(state: ImageState, blobs: BlobStore, scratch: str) -> LiveRoot:
-    """A private, writable copy of the stage's filesystem.
+    """The stage's filesystem for RUN steps.
 
-    The base image's part is copied from its cached unpacked tree with `cp -a` (C speed, and
-    the cache stays pristine), only this stage's own layers are applied from their blobs."""
-    live = LiveRoot(tempfile.mkdtemp(prefix="rootfs-", dir=scratch))
-    done = 0
+    Nothing is copied while the stage is its base image: the cached unpacked tree is the bottom
+    of the overlays RUN steps run on. Layers of the stage itself are applied to a private copy."""
     if state.unpacked is not None:
         root, done = state.unpacked
-        os.rmdir(live.path)
-        result = subprocess.run(["cp", "-a", "--reflink=auto", str(root / "rootfs"), live.path],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BuildError(f"copy the unpacked base image {root}: {result.stderr.strip()}")
-        live.owners = {path: Owner(*rec) for path, rec in json.loads((root / "owners.json").read_text()).items()}
-    os.chmod(live.path, 0o755)  # an image's / (mkdtemp makes it 0700: no USER but root could run)
+        live = LiveRoot.of_cache(root, scratch)
+    else:
+        done, live = 0, LiveRoot.empty(scratch)
     for layer in state.layers[done:]:
         live.apply(blobs, layer)
     return live
@@ -63,17 +49,73 @@ def unpack(state: ImageState, blobs: BlobStore, scratch: str) -> LiveRoot:
 
 def run_step(instr: ins.RunInstr, state: ImageState, live: LiveRoot, *, sandbox, env: list[str],
              network: str, clamp: int | None, mounts=(), output=None) -> list[TarEntry]:
-    """Run ``instr`` in ``live`` and return the layer's entries; ``state.tree`` follows the disk."""
-    before = snapshot(live.path, owners=live.owners)
-    spec = RunSpec(rootfs=live.path, argv=list(_argv(instr, state)), env=env,
+    """Run ``instr`` on ``live`` and return the layer's entries; ``state.tree`` follows them.
+
+    On an overlay when the sandbox can mount one for this platform (the layer is read off the
+    upper directory), else in place on a private copy, compared with a snapshot taken before."""
+    spec = RunSpec(rootfs="", argv=list(_argv(instr, state)), env=env,
                    cwd=state.config.config.working_dir or "/", user=state.config.config.user,
                    platform=state.platform, network=instr.network or network, mounts=list(mounts),
                    output=output)
+    overlay_for = getattr(sandbox, "overlay_for", None)
+    flavour = overlay_for(state.platform) if overlay_for is not None else None
+    if flavour is not None:
+        entries, upper = _on_overlay(spec, live, sandbox, flavour)
+    else:
+        entries, upper = _in_place(spec, live, sandbox), None
+    tree = state.tree
+    tree_entries = follow(tree, entries)
+    state.tree = tree
+    if upper is not None:
+        upper.entries = entries + tree_entries  # pointed at the files' new places when folded
+    if clamp is None:
+        return entries
+    return [replace(e, mtime=clamp) if e.mtime > clamp else e for e in entries]
+
+
+def _on_overlay(spec: RunSpec, live: LiveRoot, sandbox, flavour: str):
+    upper, work, merged = live.new_upper(flavour)
+    lowers = live.lowers()
+    spec.rootfs, spec.overlay = merged, Overlay(tuple(lowers), upper.path, work, flavour)
     result = sandbox.run(spec)
-    idmap = _idmap(result.ids)
-    entries = diff(before, live.path, owners=live.owners, idmap=idmap, mtime_clamp=clamp)
-    state.tree = tree_from_dir(live.path, plain_owners(live.owners))
+    view = LowerView(lowers, flavour)
+    relink(upper.path, view)
+    entries = upper_diff(upper.path, view, owners=live.owners, idmap=_idmap(result.ids))
+    live.uppers.append(upper)
+    return entries, upper
+
+
+def _in_place(spec: RunSpec, live: LiveRoot, sandbox) -> list[TarEntry]:
+    spec.rootfs = live.writable()
+    before = snapshot(spec.rootfs, owners=live.owners)
+    result = sandbox.run(spec)
+    entries = diff(before, spec.rootfs, owners=live.owners, idmap=_idmap(result.ids))
+    for flavour in live.folded:  # a rootless fold may have left overlayfs' xattrs behind
+        for e in entries:
+            e.xattrs = image_xattrs(e.xattrs, flavour)
     return entries
+
+
+def follow(tree: Tree, entries: list[TarEntry]) -> list[TarEntry]:
+    """Apply a layer's `entries` (tar order) to `tree`, as an unpacker would; return the entries
+    made for the tree that are not in `entries` (a hardlink is a copy of its target's entry in
+    a tree, as a scan of the disk gives it)."""
+    made: list[TarEntry] = []
+    by_path = {}
+    for e in entries:
+        parent, _, name = e.path.rpartition("/")
+        if name == OPAQUE:
+            for child in tree.children(parent):
+                tree.remove(child)
+        elif name.startswith(WHITEOUT):
+            tree.remove(f"{parent}/{name[len(WHITEOUT):]}" if parent else name[len(WHITEOUT):])
+        else:
+            if e.kind is Kind.HARDLINK:
+                e = replace(by_path[e.linkname], path=e.path)
+                made.append(e)
+            by_path[e.path] = e
+            tree.put(e)
+    return made
 
 
 def _argv(instr: ins.RunInstr, state: ImageState) -> tuple[str, ...]:

@@ -84,6 +84,10 @@ class Tree:
         if entry.kind is Kind.DIR:
             self._children.setdefault(path, set())
 
+    def children(self, path: str) -> list[str]:
+        """The paths directly below ``path``, in no fixed order."""
+        return list(self._children.get(path, ()))
+
     def remove(self, path: str) -> None:
         for child in list(self._children.pop(path, ())):
             self.remove(child)

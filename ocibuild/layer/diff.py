@@ -68,11 +68,11 @@ def diff(before: Snapshot, rootfs: str, *, owners: dict[str, Owner] | None = Non
         uid, gid, mode = identity.of(path, host, st)
         entries.append(entry_from_stat(path, host, st, uid=uid, gid=gid, mode=mode,
                                        mtime_clamp=mtime_clamp, hardlinks=hardlinks))
-    entries += [_marker(w) for w in whiteouts]
-    entries += [_marker(f"{path}/{OPAQUE}") for path in opaque]
+    entries += [marker(w) for w in whiteouts]
+    entries += [marker(f"{path}/{OPAQUE}") for path in opaque]
     if owners is not None:
         identity.update(owners, after, emitted)
-    return sorted(entries, key=_tar_order)
+    return sorted(entries, key=tar_order)
 
 
 def _changed(before: Snapshot, after: dict) -> tuple[list[str], list[str]]:
@@ -154,11 +154,12 @@ def _add_parents(path: str, emitted: set[str]) -> None:
         parent = parent.rpartition("/")[0]
 
 
-def _marker(path: str) -> TarEntry:
+def marker(path: str) -> TarEntry:
+    """A whiteout or opaque marker: an empty file, mode 0, mtime 0 (no time of the build)."""
     return TarEntry(path=path, kind=Kind.FILE, mode=0)
 
 
-def _tar_order(entry: TarEntry) -> list[bytes]:
+def tar_order(entry: TarEntry) -> list[bytes]:
     """Walk order, with a directory's opaque marker first among its children (as containerd
     writes it), so a streaming reader knows the directory is opaque before its content."""
     key = path_key(entry.path)

@@ -9,7 +9,8 @@ Protocol on the control socket (JSON lines): the caller sends the config; with "
 helper answers {"op": "map"} once it has its user namespace and waits for "go" (the caller
 writes the id maps, with newuidmap when there are subordinate ranges). Then:
 
-    helper (H)   unshare pid ns; create the mount placeholders; fork G; wait; remove placeholders
+    helper (H)   unshare pid ns; with "overlay", unshare mount ns and mount the overlay on the
+                 rootfs; create the mount placeholders; fork G; wait; remove placeholders
     G (pid 1)    unshare mount/uts/ipc(/net) ns; mount rootfs, /proc, /dev, /sys, binds;
                  pivot_root; resolve the user; mkdir+chdir cwd; drop caps; setuid; execve
 
@@ -60,7 +61,7 @@ def _on_signal(signum, frame) -> None:
 
 def main(argv: list[str]) -> int:
     if argv[1] == "--probe":
-        return probe(argv[2] == "userns")
+        return probe(argv[2] == "userns", argv[3] if len(argv) > 3 else "")
     for sig in STOP_SIGNALS:
         signal.signal(sig, _on_signal)
     ctl = socket.socket(fileno=int(argv[1]))
@@ -74,6 +75,8 @@ def main(argv: list[str]) -> int:
             if reader.readline().strip() != "go":
                 raise m.SetupError("user namespace: the caller did not map ids")
         m.unshare(m.CLONE_NEWPID)
+        if cfg.get("overlay"):
+            _mount_overlay(cfg["rootfs"], cfg["overlay"])
         holders = m.Placeholders(cfg["rootfs"])
         for target, is_dir in _targets(cfg):
             holders.make(target, is_dir)
@@ -96,8 +99,24 @@ def _clean_up(holders, ctl: socket.socket, status: int) -> int:
     return status
 
 
-def probe(userns: bool) -> int:
-    """Exit 0 when this process may make the namespaces and mounts a run needs, else print why."""
+def _mount_overlay(rootfs: str, overlay: dict) -> None:
+    """In H: a mount namespace of its own holding the overlay, so that the placeholders are made
+    and removed in the merged tree and the mount goes with H, however H ends."""
+    m.unshare(m.CLONE_NEWNS)
+    m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)  # nothing we mount may reach the host
+    m.mount_overlay(rootfs, overlay["lower"], overlay["upper"], overlay["work"], overlay["flavour"])
+
+
+PROBE_NO_OVERLAY = 3  # the namespaces work, overlayfs does not
+
+
+def probe(userns: bool, overlay_dir: str = "") -> int:
+    """Exit 0 when this process may make the namespaces and mounts a run needs, else print why.
+
+    With `overlay_dir` (holding l/f, l/d/x, and empty u, w, m), also mount an overlay there and
+    make a whiteout (rm f) and an opaque directory (rm -r d; mkdir d) for the caller to find in
+    u; exit PROBE_NO_OVERLAY, saying why, when that fails but namespaces work. One process for
+    both: each RUN-using build pays for the probe."""
     try:
         if userns:
             uid, gid = os.geteuid(), os.getegid()
@@ -107,11 +126,29 @@ def probe(userns: bool) -> int:
                     f.write(text)
         m.unshare(m.CLONE_NEWNS | m.CLONE_NEWPID | m.CLONE_NEWUTS | m.CLONE_NEWIPC)
         m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+    except (m.SetupError, OSError) as e:
+        print(_text(e), file=sys.stderr)
+        return 1
+    if overlay_dir:
+        try:
+            _probe_overlay(overlay_dir, "user" if userns else "trusted")
+            return 0  # a mount worked: no need to try tmpfs
+        except (m.SetupError, OSError) as e:
+            print(_text(e), file=sys.stderr)
+    try:
         m.mount("tmpfs", "/", "tmpfs", 0)
     except (m.SetupError, OSError) as e:
         print(_text(e), file=sys.stderr)
         return 1
-    return 0
+    return PROBE_NO_OVERLAY if overlay_dir else 0
+
+
+def _probe_overlay(d: str, flavour: str) -> None:
+    m.mount_overlay(f"{d}/m", [f"{d}/l"], f"{d}/u", f"{d}/w", flavour)
+    os.unlink(f"{d}/m/f")
+    os.rmdir(f"{d}/m/d/x")
+    os.rmdir(f"{d}/m/d")
+    os.mkdir(f"{d}/m/d")
 
 
 def _targets(cfg: dict) -> list[tuple[str, bool]]:

@@ -90,6 +90,24 @@ def bind(source: str, target: str, *, readonly: bool = False, recursive: bool = 
         mount(None, target, None, flags)
 
 
+# Options that keep the upper directory a plain layer: no redirects (a renamed lower directory
+# is copied instead), no metadata-only copy-up, no index. "nofollow" rather than "off": with
+# userxattr the kernel turns "off" into "follow", which it then refuses.
+OVERLAY_OPTIONS = "redirect_dir=nofollow,index=off,metacopy=off"
+_OVERLAY_UNSAFE = (",", ":", "\\")
+
+
+def mount_overlay(target: str, lower: list[str], upper: str, work: str, flavour: str) -> None:
+    """Mount an overlayfs on `target`: `lower` topmost first, changes into `upper`."""
+    for path in (*lower, upper, work):
+        if any(c in path for c in _OVERLAY_UNSAFE):
+            raise SetupError(f"mount overlay: the path {path!r} holds a character overlayfs options cannot carry")
+    data = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work},{OVERLAY_OPTIONS}"
+    if flavour == "user":
+        data += ",userxattr"
+    mount("overlay", target, "overlay", 0, data)
+
+
 def loopback_up() -> None:
     """Bring up `lo` in a fresh network namespace, as Docker's --network=none does."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1

@@ -1,7 +1,8 @@
 """`choose(kind)`: the best sandbox this process may use, or an error naming what is missing.
 
 "auto" prefers root (euid 0 and namespaces allowed), then a user namespace (rootless), then
-proot. The probes start the helper once per process and kind, and are cached.
+proot. The probes start the helper once per process and kind, and are cached; the same run
+finds out whether RUN steps can use overlayfs (see `overlay`).
 """
 
 from __future__ import annotations
@@ -14,22 +15,42 @@ import sys
 
 from ocibuild.errors import SandboxError
 
+from ocibuild.sandbox import overlay
 from ocibuild.sandbox.ids import rootless_maps
 from ocibuild.sandbox.namespaces import CHILD, NamespaceSandbox
+
+PROBE_NO_OVERLAY = 3  # _child.PROBE_NO_OVERLAY: namespaces work, overlayfs does not
 from ocibuild.sandbox.proot import ProotSandbox
 from ocibuild.sandbox.spec import Sandbox
 
 KINDS = ("auto", "root", "userns", "proot")
 
 
-@functools.cache
 def probe(kind: str) -> str | None:
     """None when namespaces of `kind` ("root" or "userns") work here, else the reason."""
-    proc = subprocess.run([sys.executable, "-S", "-E", "-s", CHILD, "--probe", kind],
-                          capture_output=True, text=True, env={}, cwd="/")
-    if proc.returncode == 0:
-        return None
-    return proc.stderr.strip() or f"the namespace probe exited {proc.returncode}"
+    return _probe(kind, overlay.disabled() is None)[0]
+
+
+def overlay_support(kind: str) -> tuple[str | None, str]:
+    """(flavour, "") when a `kind` sandbox can run steps on overlayfs, else (None, why not)."""
+    why_not = overlay.disabled()
+    if why_not:
+        return None, why_not
+    return _probe(kind, True)[1:]
+
+
+@functools.cache
+def _probe(kind: str, with_overlay: bool) -> tuple[str | None, str | None, str]:
+    """(why namespaces fail or None, overlay flavour or None, why no overlay): one helper run."""
+    with overlay.probe_dir() as d:
+        argv = [sys.executable, "-S", "-E", "-s", CHILD, "--probe", kind] + ([d] if with_overlay else [])
+        proc = subprocess.run(argv, capture_output=True, text=True, env={}, cwd="/")
+        reason = proc.stderr.strip()
+        if proc.returncode == 0 and with_overlay:
+            return (None, *overlay.check(d, kind))
+        if proc.returncode in (0, PROBE_NO_OVERLAY):
+            return None, None, f"overlayfs refused: {reason}" if reason else "not tried"
+        return reason or f"the namespace probe exited {proc.returncode}", None, ""
 
 
 def choose(kind: str = "auto") -> Sandbox:
@@ -62,8 +83,8 @@ def _root() -> tuple[Sandbox | None, str]:
     why_not = probe("root")
     if why_not:
         return None, f"namespaces are refused ({why_not})"
-    return NamespaceSandbox("root", "as root, in new mount/pid/uts/ipc namespaces", userns=False,
-                            fallback=_fallback()), ""
+    flavour, why = _overlay("root", "as root, in new mount/pid/uts/ipc namespaces")
+    return NamespaceSandbox("root", why, userns=False, fallback=_fallback(), overlay=flavour), ""
 
 
 def _userns() -> tuple[Sandbox | None, str]:
@@ -79,7 +100,16 @@ def _userns() -> tuple[Sandbox | None, str]:
     else:
         why = ("rootless, in a user namespace that maps only root (no /etc/subuid range or no "
                "newuidmap): RUN steps cannot switch to another user")
-    return NamespaceSandbox("userns", why, userns=True, ids=ids, fallback=_fallback()), ""
+    flavour, why = _overlay("userns", why)
+    return NamespaceSandbox("userns", why, userns=True, ids=ids, fallback=_fallback(), overlay=flavour), ""
+
+
+def _overlay(kind: str, why: str) -> tuple[str | None, str]:
+    """The overlay flavour for `kind`, and `why` saying how RUN layers are taken."""
+    flavour, why_not = overlay_support(kind)
+    if flavour is None:
+        return None, f"{why}; layers by copy and compare, without overlayfs: {why_not}"
+    return flavour, f"{why}; layers from an overlayfs upper directory"
 
 
 def _proot() -> tuple[Sandbox | None, str]:

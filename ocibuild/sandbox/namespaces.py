@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,9 +31,10 @@ class NamespaceSandbox:
     """
 
     def __init__(self, name: str, why: str, *, userns: bool, ids: IdMaps = IdMaps(),
-                 fallback=None, python: str = sys.executable):
+                 fallback=None, python: str = sys.executable, overlay: str | None = None):
         self.name, self.why = name, why
         self.userns = userns
+        self.overlay = overlay  # the Overlay flavour this sandbox mounts, None when it cannot
         self._ids = ids
         self.fallback = fallback
         self.python = python
@@ -40,6 +42,11 @@ class NamespaceSandbox:
     @property
     def ids(self) -> IdMaps:
         return self._ids
+
+    def overlay_for(self, platform: Platform) -> str | None:
+        if self.overlay is None or emulation.plan(platform).how == "proot-qemu":
+            return None
+        return self.overlay
 
     def can_run(self, platform: Platform) -> str | None:
         try:
@@ -57,12 +64,20 @@ class NamespaceSandbox:
         if plan.how == "proot-qemu":
             if self.fallback is None:
                 raise SandboxError(f"run for {spec.platform}: {plan.describe()}, which needs proot")
+            if spec.overlay is not None:
+                raise SandboxError(f"run for {spec.platform}: proot cannot mount an overlay")
             return self.fallback.run(spec)
+        if spec.overlay is not None and spec.overlay.flavour != self.overlay:
+            raise SandboxError(f"run: the {self.name} sandbox cannot mount a {spec.overlay.flavour} overlay")
         with HostFiles(spec.hostname) as host_mounts:
             mounts = host_mounts + list(spec.mounts)
             if plan.interpreter:
                 mounts.append(Mount("bind", plan.interpreter, os.path.realpath(plan.interpreter), readonly=True))
-            code, pump = self._launch(self._config(spec, mounts, plan), spec)
+            try:
+                code, pump = self._launch(self._config(spec, mounts, plan), spec)
+            finally:
+                if spec.overlay is not None:
+                    _empty_workdir(spec.overlay.work)
         if pump.error.startswith("switch to user") and self.userns and len(self._ids.uid.ranges) == 1:
             pump.error += ("; this rootless sandbox maps only root: give the caller a range in "
                            "/etc/subuid and /etc/subgid and install newuidmap (package uidmap)")
@@ -75,6 +90,7 @@ class NamespaceSandbox:
             "cwd": spec.cwd, "user": spec.user, "network": spec.network, "hostname": spec.hostname,
             "mounts": [dataclasses.asdict(m) for m in mounts], "userns": self.userns,
             "setgroups": self._ids.setgroups, "personality32": plan.how == "personality32",
+            "overlay": dataclasses.asdict(spec.overlay) if spec.overlay is not None else None,
         }
 
     def _launch(self, config: dict, spec: RunSpec) -> tuple[int, Pump]:
@@ -102,6 +118,14 @@ class NamespaceSandbox:
                 proc.stdout.close()
                 proc.stderr.close()
         return code, pump
+
+
+def _empty_workdir(work: str) -> None:
+    """overlayfs' work directory is of no use once the mount is gone; its `work/` is mode 000."""
+    inner = os.path.join(work, "work")
+    if os.path.isdir(inner):
+        os.chmod(inner, 0o700)
+        shutil.rmtree(inner, ignore_errors=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:

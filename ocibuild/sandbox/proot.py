@@ -39,6 +39,9 @@ class ProotSandbox:
     def ids(self) -> IdMaps:
         return self._ids
 
+    def overlay_for(self, platform: Platform) -> str | None:
+        return None  # proot mounts nothing: RUN layers come from copy and compare
+
     def can_run(self, platform: Platform) -> str | None:
         try:
             self._emulator(platform)
@@ -49,6 +52,8 @@ class ProotSandbox:
     def run(self, spec: RunSpec) -> RunResult:
         """See `Sandbox.run`; --network=none is refused (proot cannot isolate the network)."""
         validate(spec)
+        if spec.overlay is not None:
+            raise SandboxError("run: proot cannot mount an overlay")
         if spec.network == "none":
             raise SandboxError("run with --network=none: proot cannot isolate the network; "
                                "run as root or where user namespaces are allowed")

@@ -34,6 +34,23 @@ class Mount:
     options: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Overlay:
+    """An overlayfs the sandbox mounts at `RunSpec.rootfs` for one run (see `Sandbox.overlay_for`).
+
+    `lower` lists read-only directories, topmost first; they are never written. The command's
+    changes land in `upper` (overlayfs' own format: whiteouts are 0/0 character devices, an
+    opaque directory carries `<flavour>.overlay.opaque`); `work` is overlayfs' scratch
+    directory, on the filesystem of `upper`. `flavour` is "trusted" (as root) or "user" (in
+    a user namespace, mounted with `userxattr`). The mount lives only as long as the run.
+    """
+
+    lower: tuple[str, ...]
+    upper: str
+    work: str
+    flavour: str = "trusted"
+
+
 @dataclass
 class RunSpec:
     """One RUN step: `argv` run in the directory `rootfs`, as `user`, for `platform`.
@@ -42,7 +59,8 @@ class RunSpec:
     caller. `env` holds "K=V" strings (image Env plus build args); PATH defaults to Docker's and
     HOME to the user's home from /etc/passwd when absent. `user` is "", "name", "uid",
     "uid:gid", "name:group", resolved inside the rootfs. `network` is "default" (the host's
-    network, as rootless BuildKit does), "host", or "none" (only a loopback interface).
+    network, as rootless BuildKit does), "host", or "none" (only a loopback interface). With
+    `overlay`, `rootfs` is an empty directory the overlay is mounted on inside the sandbox.
     """
 
     rootfs: str
@@ -55,6 +73,7 @@ class RunSpec:
     mounts: list[Mount] = field(default_factory=list)
     hostname: str = "buildkitsandbox"
     output: OutputSink | None = None
+    overlay: Overlay | None = None   # mounted at `rootfs` (an empty directory) when set
 
 
 @dataclass(frozen=True)
@@ -88,4 +107,9 @@ class Sandbox(Protocol):
     @property
     def ids(self) -> IdMaps:
         """The id maps this sandbox's runs use (see `RunResult.ids`)."""
+        ...
+
+    def overlay_for(self, platform: Platform) -> str | None:
+        """The `Overlay.flavour` this sandbox can mount for a run of `platform`, or None when it
+        cannot (proot; a foreign platform handed to proot; overlayfs refused here)."""
         ...

@@ -30,6 +30,12 @@ $(STAMP): pyproject.toml
 test: deps venv
 	$(VENV)/bin/python -m pytest -n $(JOBS) --dist loadgroup -ra $(PYTEST_ARGS)
 
+## e2e: only the end-to-end tests (tests/e2e: debian base from layers/, apt-get install under RUN
+## for amd64 and arm64; root, QEMU binfmt and the Debian mirror). `make test` runs them too.
+.PHONY: e2e
+e2e: deps venv
+	$(VENV)/bin/python -m pytest -m e2e -ra $(PYTEST_ARGS) tests/e2e
+
 ## demo: build examples/hello for three platforms and inspect the result
 demo: deps venv
 	@mkdir -p out

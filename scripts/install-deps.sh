@@ -9,6 +9,7 @@
 #   skopeo umoci oci-image-tool   independent validators (tests/support/validate.py)
 #   docker-registry    a local registry for push/pull tests (started by the tests, on 127.0.0.1)
 #   proot              the sandbox's fallback when namespaces are unavailable
+#   debootstrap        makes the rootfs of layers/debian.yaml (ocibuild.layerspec.rootfs; as root)
 #   qemu-user-static   emulation of foreign architectures for RUN; scripts/setup-binfmt.sh
 #                      registers it (binfmt-support is not needed for that)
 # First, scripts/add-foreign-archs.sh: dpkg --add-architecture + apt-get update for the Debian
@@ -18,7 +19,7 @@ set -euo pipefail
 # apt lists of the foreign architectures layers/*.yaml build for (idempotent; see the script).
 "$(dirname "$0")/add-foreign-archs.sh"
 
-packages=(buildah skopeo umoci oci-image-tool docker-registry proot qemu-user-static uidmap)
+packages=(buildah skopeo umoci oci-image-tool docker-registry proot qemu-user-static uidmap debootstrap)
 # Debian's own python3 needs python3-venv for `python3 -m venv`; other Pythons bring ensurepip.
 python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 

@@ -1,7 +1,8 @@
 """``python -m ocibuild.layerspec SPECS OUT``: build each spec into ``OUT/<name>`` (an OCI layout).
 
-SPECS is a directory of ``*.yaml`` files or one spec file. The .deb cache defaults to
-``$OCIBUILD_DEB_CACHE``, else ``<ocibuild cache dir>/debs``. Exit status 1 on any error.
+SPECS is a directory of ``*.yaml`` files or one spec file. The cache (.deb files, and the
+layers of `rootfs:` specs under ``rootfs/``) defaults to ``$OCIBUILD_DEB_CACHE``, else
+``<ocibuild cache dir>/debs``. Exit status 1 on any error.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and spec.name not in args.only:
                 continue
             start = time.monotonic()
-            built = build(spec, args.out / spec.name, cache=args.cache)
+            built = build(spec, args.out / spec.name, cache=args.cache, log=_progress)
             print(f"{spec.name}: {len(built.manifests)} platforms, tags {', '.join(built.tags)}, "
                   f"{built.index.digest} -> {built.layout} ({time.monotonic() - start:.1f} s)")
     except OcibuildError as e:
         print(f"layerspec: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

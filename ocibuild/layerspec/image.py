@@ -7,6 +7,9 @@ packages give the same digests on every run and machine (see `layer.compress` fo
 ISA-L caveat). The layout's index.json gets one entry per tag, each pointing at the image
 index; the index lists one manifest per platform, in spec order.
 
+A rootfs spec's layers come from `rootfs` instead (debootstrap, cached by mirror state); its
+epoch defaults to the mirror's Release date and its placeholders to the Release's fields.
+
 `build` writes into a fresh directory beside `dest` and swaps it in at the end, so `dest`
 never holds a half-built image or blobs of earlier builds.
 """
@@ -22,11 +25,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ocibuild.errors import BuildError, InvalidInput, NotSupported
-from ocibuild.layer.compress import LayerBlob, build_layer
+from ocibuild.layer.compress import Compression, LayerBlob, build_layer
 from ocibuild.layer.entry import Kind, TarEntry, sort_entries
 from ocibuild.layerspec.debs import Deb, fetch, matcher, read_members, resolve
+from ocibuild.layerspec.rootfs import cached_layer, fetch_release
 from ocibuild.layerspec.spec import Spec
 from ocibuild.oci import (ContainerConfig, Descriptor, Digest, History, ImageConfig, Index, Manifest, Platform,
                           Reference, rfc3339)
@@ -48,25 +53,20 @@ class Built:
     packages: tuple[Deb, ...]          # every package used, platform by platform
 
 
-def build(spec: Spec, dest: str | Path, *, cache: str | Path) -> Built:
+def build(spec: Spec, dest: str | Path, *, cache: str | Path, log: Callable[[str], None] | None = None) -> Built:
     """Build `spec` into the OCI layout `dest` (replaced whole); packages come from `cache`
-    (downloaded there when missing). Raises BuildError (apt, dpkg-deb, packages lacking a
-    kept file), InvalidInput (the spec contradicts itself), StoreError (writing)."""
+    (downloaded there when missing), and so do a rootfs spec's layers (debootstrapped there when
+    missing; `log` hears about that). Raises BuildError (apt, dpkg-deb, debootstrap, packages
+    lacking a kept file), InvalidInput (the spec contradicts itself), StoreError (writing)."""
     cache, dest = Path(cache), Path(dest)
-    per = len(spec.packages)
-    requests = [(pkg.name, arch, pkg.version) for _, arch in spec.platforms for pkg in spec.packages]
-    debs = resolve(requests, cache)
-    files = fetch(debs, cache)
-    contents = [_package_entries(spec, debs[i:i + per], files[i:i + per]) for i in range(0, len(debs), per)]
-    epoch = spec.epoch if spec.epoch is not None else contents[0][1]
+    platforms = _rootfs_platforms(spec, cache, log) if spec.rootfs else _package_platforms(spec, cache)
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         layout = OciLayout(work).create()
-        manifests = tuple(_platform_image(layout, spec, platform, arch, entries, debs[i * per:(i + 1) * per], epoch)
-                          for i, ((platform, arch), (entries, _)) in enumerate(zip(spec.platforms, contents)))
+        manifests = tuple(_platform_image(layout, spec, p) for p in platforms)
         index = layout.put_document(Index(manifests=manifests))
-        tags = tuple(tag.format_map(_values(debs[0], spec.platforms[0][1])) for tag in spec.tags)
+        tags = tuple(tag.format_map(platforms[0].values) for tag in spec.tags)
         for tag in tags:
             if not _TAG.match(tag):
                 raise InvalidInput(f"{spec.file}: tags: {tag!r} is not a valid tag")
@@ -75,28 +75,81 @@ def build(spec: Spec, dest: str | Path, *, cache: str | Path) -> Built:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Built(spec.name, dest, index, manifests, tags, tuple(debs))
+    return Built(spec.name, dest, index, manifests, tags, tuple(d for p in platforms for d in p.debs))
 
 
-def _platform_image(layout: OciLayout, spec: Spec, platform: Platform, arch: str, package_entries: list[TarEntry],
-                    debs: list[Deb], epoch: int) -> Descriptor:
+@dataclass(frozen=True)
+class _Source:
+    """One platform's image before it is written: how to write its layer, and what to say about it."""
+
+    platform: Platform
+    write_layer: Callable[[OciLayout], LayerBlob]
+    values: dict[str, str]        # the placeholders of tags and labels
+    created_by: str
+    epoch: int
+    debs: tuple[Deb, ...] = ()
+
+
+def _package_platforms(spec: Spec, cache: Path) -> list[_Source]:
+    per = len(spec.packages)
+    requests = [(pkg.name, arch, pkg.version) for _, arch in spec.platforms for pkg in spec.packages]
+    debs = resolve(requests, cache)
+    files = fetch(debs, cache)
+    contents = [_package_entries(spec, debs[i:i + per], files[i:i + per]) for i in range(0, len(debs), per)]
+    epoch = spec.epoch if spec.epoch is not None else contents[0][1]
+    sources = []
+    for i, ((platform, arch), (entries, _)) in enumerate(zip(spec.platforms, contents)):
+        used = debs[i * per:(i + 1) * per]
+        layer = _writer(_finish(spec, entries, epoch), spec.compression)
+        sources.append(_Source(platform, layer, _values(used[0], arch), f"ocibuild layerspec {spec.file.name} ({arch}): "
+                               + ", ".join(f"{d.package}={d.version}" for d in used), epoch, tuple(used)))
+    return sources
+
+
+def _rootfs_platforms(spec: Spec, cache: Path, log: Callable[[str], None] | None) -> list[_Source]:
+    release = fetch_release(spec.rootfs)
+    epoch = spec.epoch if spec.epoch is not None else release.date
+    sources = []
+    for platform, arch in spec.platforms:
+        try:
+            blob, path = cached_layer(spec.rootfs, spec.paths, arch, release, epoch, spec.compression, cache,
+                                      log and (lambda text: log(f"{spec.name}: {platform}: {text}")))
+        except InvalidInput as e:
+            raise InvalidInput(f"{spec.file}: {e}") from None
+        created_by = (f"ocibuild layerspec {spec.file.name} ({arch}): debootstrap --variant={spec.rootfs.variant} "
+                      f"{spec.rootfs.suite} {spec.rootfs.mirror} (Release {release.version}, sha256:{release.sha256[:12]})")
+        sources.append(_Source(platform, _copier(blob, path), release.values(spec.rootfs.suite, arch), created_by, epoch))
+    return sources
+
+
+def _writer(entries: list[TarEntry], compression: Compression) -> Callable[[OciLayout], LayerBlob]:
+    def write(layout: OciLayout) -> LayerBlob:
+        with layout.blobs.writer() as out:
+            return build_layer(entries, out, compression)
+    return write
+
+
+def _copier(blob: LayerBlob, path: Path) -> Callable[[OciLayout], LayerBlob]:
+    def copy(layout: OciLayout) -> LayerBlob:
+        with open(path, "rb") as f:
+            layout.blobs.ingest(f, blob.digest, blob.size)
+        return blob
+    return copy
+
+
+def _platform_image(layout: OciLayout, spec: Spec, source: _Source) -> Descriptor:
     """Write one platform's layer, config and manifest; returns the manifest's descriptor."""
-    entries = _finish(spec, package_entries, epoch)
-    with layout.blobs.writer() as out:
-        blob: LayerBlob = build_layer(entries, out, spec.compression)
+    blob = source.write_layer(layout)
     layer = Descriptor(blob.media_type, Digest(blob.digest), blob.size)
-    values = _values(debs[0], arch)
-    labels = {k: v.format_map(values) for k, v in spec.config.labels.items()}
+    labels = {k: v.format_map(source.values) for k, v in spec.config.labels.items()}
     container = ContainerConfig(env=spec.config.env, cmd=spec.config.cmd, entrypoint=spec.config.entrypoint,
                                 user=spec.config.user, working_dir=spec.config.workdir, labels=labels)
-    used = ", ".join(f"{d.package}={d.version}" for d in debs)
-    config = ImageConfig.for_platform(platform)
-    config = ImageConfig(config.architecture, config.os, config.variant, created=rfc3339(epoch), config=container,
-                         diff_ids=(Digest(blob.diff_id),),
-                         history=(History(created=rfc3339(epoch), created_by=f"ocibuild layerspec "
-                                          f"{spec.file.name} ({arch}): {used}"),))
+    created = rfc3339(source.epoch)
+    config = ImageConfig.for_platform(source.platform)
+    config = ImageConfig(config.architecture, config.os, config.variant, created=created, config=container,
+                         diff_ids=(Digest(blob.diff_id),), history=(History(created=created, created_by=source.created_by),))
     manifest = Manifest(config=layout.put_document(config), layers=(layer,))
-    return layout.put_document(manifest).with_(platform=platform)
+    return layout.put_document(manifest).with_(platform=source.platform)
 
 
 def _package_entries(spec: Spec, debs: list[Deb], files: list[Path]) -> tuple[list[TarEntry], int | None]:

@@ -15,6 +15,26 @@ The format (layers/README.md shows a whole example)::
     symlinks: {/bin/busybox: [/bin/sh, /bin/ls]}     # target -> link paths
     config: {env: [...], cmd: [sh], entrypoint: [...], user: "", workdir: "", labels: {...}}
 
+Instead of `packages:` (and the path sections), a whole system made by debootstrap (root only;
+see `rootfs`)::
+
+    epoch: release                     # an integer, or "release": the mirror's Release `Date:`
+    rootfs:
+      tool: debootstrap                # the only tool so far
+      variant: minbase                 # debootstrap --variant (default minbase)
+      suite: bookworm
+      mirror: http://deb.debian.org/debian
+      components: [main]               # default [main]
+      include: [ca-certificates]       # debootstrap --include / --exclude
+      exclude: []
+      cleanup:                         # left out of the layer: layer-path globs ("*" crosses "/")
+        - /var/lib/apt/lists/*
+        - {empty: /etc/machine-id}     # kept, but with no content (when present)
+    files: {...}                       # directories, files, symlinks: as above, replacing or
+                                       # adding to the tree (after cleanup); parents must exist
+
+A rootfs spec's tags and labels take the placeholders of `ROOTFS_PLACEHOLDERS`.
+
 Modes are quoted octal strings: YAML 1.1 reads an unquoted 755 as decimal, which would
 silently give the wrong mode. Every error is an `InvalidInput` reading
 ``<file>: <key path>: <what is wrong>``.
@@ -36,8 +56,13 @@ from ocibuild.oci import Platform
 
 # What "{...}" may name in tags and labels; values come from the platform's first package.
 PLACEHOLDERS = ("version", "upstream", "source_version", "package", "debian_arch")
-_TOP_KEYS = {"name", "tags", "epoch", "compression", "platforms", "packages", "directories", "files",
+# ... and in a rootfs spec: "12.11" (the Release file's Version:), bookworm, 20250517, arm64.
+ROOTFS_PLACEHOLDERS = ("version", "suite", "release_date", "debian_arch")
+_TOP_KEYS = {"name", "tags", "epoch", "compression", "platforms", "packages", "rootfs", "directories", "files",
              "symlinks", "config"}
+_ROOTFS_KEYS = {"tool", "variant", "suite", "mirror", "components", "include", "exclude", "cleanup"}
+_VARIANTS = {"minbase", "buildd", "fakechroot", "-"}
+_SUITE = re.compile(r"^[a-z][a-z0-9.-]*$")
 _CONFIG_KEYS = {"env", "cmd", "entrypoint", "user", "workdir", "labels"}
 _NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _DEBIAN_ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -76,16 +101,32 @@ class ConfigSpec:
 
 
 @dataclass(frozen=True)
+class RootfsSpec:
+    """A whole root filesystem from debootstrap (one per platform), instead of packages."""
+
+    suite: str
+    mirror: str                   # "http://deb.debian.org/debian" (no trailing "/")
+    variant: str = "minbase"
+    components: tuple[str, ...] = ("main",)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()  # layer-path globs left out of the layer ("var/log/*")
+    empty: tuple[str, ...] = ()   # layer paths kept as empty files when they are files
+    tool: str = "debootstrap"
+
+
+@dataclass(frozen=True)
 class Spec:
     file: Path
     name: str
     tags: tuple[str, ...]
-    epoch: int | None             # None: from the package changelog
+    epoch: int | None             # None: from the package changelog, or the rootfs mirror's Release date
     compression: Compression
     platforms: tuple[tuple[Platform, str], ...]   # (OCI platform, Debian architecture), in file order
-    packages: tuple[Package, ...]
+    packages: tuple[Package, ...]  # empty for a rootfs spec
     paths: tuple[PathSpec, ...]
     config: ConfigSpec
+    rootfs: RootfsSpec | None = None
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -124,6 +165,7 @@ class _Reader:
 
     def __init__(self, file: Path):
         self.file = file
+        self.placeholders = PLACEHOLDERS
 
     def error(self, key: str, why: str) -> InvalidInput:
         return InvalidInput(f"{self.file}: {key}: {why}" if key else f"{self.file}: {why}")
@@ -133,9 +175,13 @@ class _Reader:
         unknown = sorted(set(doc) - _TOP_KEYS)
         if unknown:
             raise self.error(unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
-        for key in ("name", "platforms", "packages"):
+        for key in ("name", "platforms"):
             if key not in doc:
                 raise self.error(key, "missing")
+        if "packages" not in doc and "rootfs" not in doc:
+            raise self.error("packages", "missing (or give `rootfs:` instead)")
+        if "packages" in doc and "rootfs" in doc:
+            raise self.error("rootfs", "give either `packages:` or `rootfs:`, not both")
         name = self.string("name", doc["name"])
         if not _NAME.match(name):
             raise self.error("name", f"{name!r} is not a valid image name (lowercase, digits, . _ - /)")
@@ -146,9 +192,21 @@ class _Reader:
             if spec.path in seen:
                 raise self.error(spec.path, "given twice (among directories, files and symlinks)")
             seen.add(spec.path)
+        if "rootfs" in doc:
+            return self.rootfs_spec(doc, name, tuple(paths))
         return Spec(self.file, name, self.tags(doc.get("tags", ["latest"])), self.epoch(doc.get("epoch", "changelog")),
                     self.compression(doc.get("compression", "gzip")), self.platforms(doc["platforms"]),
                     self.packages(doc["packages"]), tuple(paths), self.config(doc.get("config") or {}))
+
+    def rootfs_spec(self, doc: dict, name: str, paths: tuple[PathSpec, ...]) -> Spec:
+        """A spec with `rootfs:` (its paths replace or add to what debootstrap made)."""
+        self.placeholders = ROOTFS_PLACEHOLDERS
+        epoch = doc.get("epoch", "release")
+        if epoch != "release" and (not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0):
+            raise self.error("epoch", f"expected seconds since 1970 or \"release\", found {epoch!r}")
+        return Spec(self.file, name, self.tags(doc.get("tags", ["latest"])), None if epoch == "release" else epoch,
+                    self.compression(doc.get("compression", "gzip")), self.platforms(doc["platforms"]),
+                    (), paths, self.config(doc.get("config") or {}), self.rootfs(doc["rootfs"]))
 
     # ------------------------------------------------------------------ scalars and shapes
 
@@ -249,6 +307,43 @@ class _Reader:
             found.append(Package(name, keep, None if version is None else self.string(f"{key}.version", str(version))))
         return tuple(found)
 
+    def rootfs(self, value: Any) -> RootfsSpec:
+        doc = self.fields("rootfs", value, _ROOTFS_KEYS)
+        for key in ("tool", "suite", "mirror"):
+            if key not in doc:
+                raise self.error(f"rootfs.{key}", "missing")
+        if doc["tool"] != "debootstrap":
+            raise self.error("rootfs.tool", f"expected debootstrap, found {doc['tool']!r}")
+        variant = self.string("rootfs.variant", doc.get("variant", "minbase"))
+        if variant not in _VARIANTS:
+            raise self.error("rootfs.variant", f"expected one of {', '.join(sorted(_VARIANTS))}, found {variant!r}")
+        suite, mirror = self.string("rootfs.suite", doc["suite"]), self.string("rootfs.mirror", doc["mirror"])
+        if not _SUITE.match(suite):
+            raise self.error("rootfs.suite", f"{suite!r} is not a Debian suite name")
+        if not re.match(r"^(https?|file)://\S+$", mirror):
+            raise self.error("rootfs.mirror", f"expected an http(s):// or file:// URL, found {mirror!r}")
+        lists = {}
+        for key in ("components", "include", "exclude"):
+            lists[key] = self.strings(f"rootfs.{key}", doc.get(key, ["main"] if key == "components" else []))
+            for i, item in enumerate(lists[key]):
+                if not _PACKAGE.match(item):
+                    raise self.error(f"rootfs.{key}[{i}]", f"{item!r} is not a Debian package or component name")
+        remove, empty = self.cleanup(doc.get("cleanup") or [])
+        return RootfsSpec(suite, mirror.rstrip("/"), variant, remove=remove, empty=empty, **lists)
+
+    def cleanup(self, value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """`cleanup:` -> (globs left out, paths emptied); an item is a glob or ``{empty: path}``."""
+        if not isinstance(value, list):
+            raise self.error("rootfs.cleanup", f"expected a list, found {type(value).__name__}")
+        remove, empty = [], []
+        for i, item in enumerate(value):
+            key = f"rootfs.cleanup[{i}]"
+            if isinstance(item, dict):
+                empty.append(self.path(f"{key}.empty", self.fields(key, item, {"empty"}).get("empty")))
+            else:
+                remove.append(self.path(key, item))
+        return tuple(remove), tuple(empty)
+
     def directories(self, value: Any) -> list[PathSpec]:
         found = []
         for text, item in self.mapping("directories", value).items():
@@ -292,8 +387,8 @@ class _Reader:
     def template(self, key: str, text: str) -> str:
         """Check that `text` names only known placeholders (rendered per platform later)."""
         try:
-            text.format_map({name: "" for name in PLACEHOLDERS})
+            text.format_map({name: "" for name in self.placeholders})
         except (KeyError, IndexError, ValueError) as e:
             raise self.error(key, f"bad placeholder in {text!r} ({e}); known: "
-                             + ", ".join("{%s}" % p for p in PLACEHOLDERS)) from None
+                             + ", ".join("{%s}" % p for p in self.placeholders)) from None
         return text

@@ -32,7 +32,7 @@ def test_the_busybox_spec_loads():
     by_path = {p.path: p for p in spec.paths}
     assert by_path["tmp"].mode == 0o1777 and by_path["bin/sh"].target == "/bin/busybox"
     assert spec.epoch is None and spec.compression is Compression.GZIP and spec.config.cmd == ("sh",)
-    assert [s.name for s in load_specs(REPO / "layers")] == ["busybox"]
+    assert [s.name for s in load_specs(REPO / "layers")] == ["busybox", "debian"]
 
 
 def test_defaults(tmp_path):
@@ -93,3 +93,44 @@ def test_paths_kinds_and_modes(tmp_path):
     assert got == {"var/tmp": (Kind.DIR, 0o1777, 5, b"", ""), "etc/motd": (Kind.FILE, 0o600, 0, b"hi\n", ""),
                    "lib64": (Kind.SYMLINK, 0o777, 0, b"", "../lib")}
     assert spec.epoch == 0
+
+
+ROOTFS = {"name": "deb", "platforms": {"linux/arm64": "arm64"},
+          "rootfs": {"tool": "debootstrap", "suite": "bookworm", "mirror": "http://deb.debian.org/debian/"}}
+
+
+def test_the_debian_spec_loads():
+    spec = load_spec(REPO / "layers" / "debian.yaml")
+    assert [str(p) for p, _ in spec.platforms] == ["linux/amd64", "linux/arm64"] and spec.packages == ()
+    assert spec.epoch is None and spec.tags == ("{suite}", "{version}", "latest") and spec.config.cmd == ("bash",)
+    assert spec.rootfs.variant == "minbase" and spec.rootfs.suite == "bookworm" and spec.rootfs.include == ("ca-certificates",)
+    assert {"var/lib/apt/lists/*", "var/cache/ldconfig/aux-cache", "etc/resolv.conf", "dev/*"} <= set(spec.rootfs.remove)
+    assert spec.rootfs.empty == ("etc/machine-id",)
+    assert {p.path for p in spec.paths} >= {"etc/apt/apt.conf.d/docker-clean", "usr/sbin/policy-rc.d"}
+
+
+def test_rootfs_defaults(tmp_path):
+    spec = load_spec(write_spec(tmp_path, ROOTFS))
+    assert spec.rootfs.mirror == "http://deb.debian.org/debian" and spec.rootfs.components == ("main",)
+    assert spec.rootfs.variant == "minbase" and spec.epoch is None and spec.paths == ()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"packages": MINIMAL["packages"]}, "rootfs: give either `packages:` or `rootfs:`, not both"),
+    ({"files": {"/etc/x": {"mode": 644}}}, "files./etc/x.mode: write modes as quoted octal strings"),
+    ({"epoch": "changelog"}, "epoch: expected seconds since 1970 or \"release\""),
+    ({"tags": ["{upstream}"]}, "tags[0]: bad placeholder"),
+    ({"rootfs": {"tool": "mmdebstrap", "suite": "bookworm", "mirror": "http://m"}}, "rootfs.tool: expected debootstrap"),
+    ({"rootfs": {"tool": "debootstrap", "suite": "bookworm"}}, "rootfs.mirror: missing"),
+    ({"rootfs": {**ROOTFS["rootfs"], "mirror": "deb.debian.org"}}, "rootfs.mirror: expected an http(s):// or file:// URL"),
+    ({"rootfs": {**ROOTFS["rootfs"], "variant": "tiny"}}, "rootfs.variant: expected one of"),
+    ({"rootfs": {**ROOTFS["rootfs"], "include": ["jq;rm"]}}, "rootfs.include[0]: 'jq;rm' is not a Debian package"),
+    ({"rootfs": {**ROOTFS["rootfs"], "cleanup": ["/var/../etc"]}}, "rootfs.cleanup[0]: not an absolute path"),
+    ({"rootfs": {**ROOTFS["rootfs"], "cleanup": [{"truncate": "/x"}]}}, "rootfs.cleanup[0].truncate: unknown key"),
+    ({"rootfs": {**ROOTFS["rootfs"], "snapshot": "2025"}}, "rootfs.snapshot: unknown key"),
+])
+def test_rootfs_errors_name_the_file_and_the_key(tmp_path, change, message):
+    path = write_spec(tmp_path, {**ROOTFS, **change})
+    with pytest.raises(InvalidInput) as caught:
+        load_spec(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,9 +27,9 @@ from pathlib import Path
 from ocibuild.builder.sources import ContextFS, glob
 from ocibuild.cache import Record
 from ocibuild.dockerfile.ignore import match_component
-from ocibuild.layer.entry import Kind, TarEntry
 
 HASH_WORKERS = 4  # file hashing overlaps reads with sha256 (both release the GIL)
+LARGE_FILE = 1 << 20  # files at least this big are hashed on the worker threads
 
 
 def digest_of(*parts) -> str:
@@ -62,49 +63,59 @@ class ContentKeys:
 
     def of_patterns(self, fs: ContextFS, patterns: list[str]) -> str:
         """Everything the patterns (with wildcards) select, and all below the selected directories."""
-        entries: list[TarEntry] = []
+        files: list[tuple[str, os.stat_result | None]] = []
         for pattern in patterns:
-            entries.append(TarEntry(path=f"?{pattern}", kind=Kind.DIR, mode=0))  # marks where each pattern starts
+            files.append((f"?{pattern}", None))  # where each pattern's files start
             for path in glob(fs, pattern, match_component):
-                entries.extend(_subtree(fs, fs.resolve(path)))
-        return self._digest(entries)
+                files.extend(_subtree(fs, fs.resolve(path)))
+        return self._digest(fs, files)
 
     def of_dir(self, fs: ContextFS, path: str) -> str:
-        return self._digest(list(_subtree(fs, fs.resolve(path.strip("/")))))
+        return self._digest(fs, list(_subtree(fs, fs.resolve(path.strip("/")))))
 
-    def _digest(self, entries: list[TarEntry]) -> str:
-        signature = digest_of([_identity(e) for e in entries])
-        remembered = self.root / signature[:2] / signature
+    def _digest(self, fs: ContextFS, files: list[tuple[str, os.stat_result | None]]) -> str:
+        signature = hashlib.sha256()
+        for rel, s in files:
+            identity = (rel,) if s is None else (rel, s.st_mode, s.st_dev, s.st_ino, s.st_size,
+                                                 s.st_mtime_ns, s.st_ctime_ns)
+            signature.update(repr(identity).encode())
+        remembered = self.root / signature.hexdigest()[:2] / signature.hexdigest()
         try:
             return remembered.read_text().strip()
         except OSError:
             pass
-        files = [e.source for e in entries if e.kind is Kind.FILE and e.source]
-        with ThreadPoolExecutor(HASH_WORKERS) as pool:
-            sums = dict(zip(files, pool.map(_file_sha256, files)))
-        result = digest_of([[e.path, e.kind.name, e.mode, e.linkname, e.size,
-                             sums.get(e.source, "") if e.kind is Kind.FILE else ""] for e in entries])
+        h = hashlib.sha256()
+        for rel, content in _contents(fs, files):
+            h.update(f"{rel}\0{content}\n".encode())
+        result = h.hexdigest()
         _write_atomic(remembered, result)
         return result
 
 
 def _subtree(fs: ContextFS, path: str):
-    top = fs.lookup(path)
-    if top is None:
+    """``(relpath, lstat)`` of ``path`` and, for a directory, everything below it."""
+    if fs.lookup(path) is None:
         return
-    yield top
-    if top.kind is Kind.DIR:
-        yield from fs.walk(path)
+    yield path, os.lstat(fs.root + "/" + path if path else fs.root)
+    yield from fs.scan(path)
 
 
-def _identity(e: TarEntry) -> list:
-    if not e.source:
-        return [e.path, e.kind.name]
-    try:
-        s = os.lstat(e.source)
-    except OSError:
-        return [e.path, "missing"]
-    return [e.path, e.kind.name, e.mode, e.linkname, s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns]
+def _contents(fs: ContextFS, files):
+    """(relpath, what of it a copy keeps): type, permissions, and the content digest or link target."""
+    regular = [(rel, s.st_size) for rel, s in files if s is not None and stat.S_ISREG(s.st_mode)]
+    # Large files on a few threads (reading and hashing release the GIL); small ones here,
+    # where handing them to a thread would cost more than hashing them.
+    large = [rel for rel, size in regular if size >= LARGE_FILE]
+    sums = {rel: _file_sha256(os.path.join(fs.root, rel)) for rel, size in regular if size < LARGE_FILE}
+    with ThreadPoolExecutor(HASH_WORKERS) as pool:
+        sums.update(zip(large, pool.map(_file_sha256, (os.path.join(fs.root, rel) for rel in large))))
+    for rel, s in files:
+        if s is None:
+            yield rel, ""
+        elif stat.S_ISLNK(s.st_mode):
+            yield rel, f"link {os.readlink(os.path.join(fs.root, rel))}"
+        else:
+            yield rel, f"{stat.S_IFMT(s.st_mode):o} {stat.S_IMODE(s.st_mode):o} {sums.get(rel, '')}"
 
 
 def _file_sha256(path: str) -> str:

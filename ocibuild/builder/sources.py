@@ -57,6 +57,7 @@ class ContextFS:
         self._excluded = excluded or (lambda p: False)
         self._may_reinclude = may_reinclude or (lambda p: False)
         self._hardlinks: dict = {}
+        self._scans: dict[str, list[tuple[str, os.stat_result]]] = {}
 
     def _host(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
@@ -103,14 +104,22 @@ class ContextFS:
         raise ContextError(f"too many levels of symbolic links in the build context resolving {path!r}")
 
     def walk(self, path: str) -> Iterator[TarEntry]:
+        hardlinks: dict = {}
+        for rel, info in self.scan(path):
+            yield entry_from_stat(rel, self._host(rel), info, hardlinks=hardlinks)
+
+    def scan(self, path: str) -> list[tuple[str, os.stat_result]]:
+        """``(relpath, lstat)`` of everything below ``path`` that .dockerignore leaves in. Read
+        once per build: the cache key and the layer of a COPY both need it (the context is
+        taken not to change while it is built from)."""
         def include(rel: str, is_dir: bool):
             if not self._excluded(rel):
                 return True
             return "prune" if not (is_dir and self._may_reinclude(rel)) else False
 
-        hardlinks: dict = {}
-        for rel, info in scan(self.root, rel=path, include=include):
-            yield entry_from_stat(rel, self._host(rel), info, hardlinks=hardlinks)
+        if path not in self._scans:
+            self._scans[path] = list(scan(self.root, rel=path, include=include))
+        return self._scans[path]
 
 
 def glob(fs: SourceFS, pattern: str, match: Callable[[str, str], bool]) -> list[str]:

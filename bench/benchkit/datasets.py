@@ -102,6 +102,7 @@ LAYOUTS: dict[str, Callable[[], list[FileSpec]]] = {
     "big-256m": lambda: big_layout(GiB // 4),  # same 2,000 files, a quarter of the bytes
     "small": lambda: small_layout(),
     "files20k": lambda: files20k_layout(),
+    "small-200": lambda: small_layout(dirs=2, subdirs=5, per_dir=20, seed="small-200"),  # 200 files, ~0.5 MiB
     "empty": lambda: [],  # an empty build context, for benchmarks whose work is in RUN or in a base image
 }
 

@@ -44,6 +44,7 @@ def derive(bench: dict) -> dict:
                             lambda v, t: v <= t),
         "compression_share": _verdict(cross["compression_share"], targets["min_compression_share"],
                                       lambda v, t: v >= t),
+        "alone_ratio": _verdict(o.get("median_alone_ratio"), targets.get("max_alone_ratio"), lambda v, t: v < t),
     }
     return bench
 
@@ -73,6 +74,12 @@ def table(bench: dict) -> str:
         if t.get("ok_runs") and len(t["step_median_seconds"]) > 1:
             steps = ", ".join(f"{k} {v:.2f} s" for k, v in t["step_median_seconds"].items())
             lines.append(f"   {'':<9} medians by step: {steps}")
+        if t.get("untimed_median_seconds"):
+            side = ", ".join(f"{k} {v:.2f} s" for k, v in t["untimed_median_seconds"].items())
+            lines.append(f"   {'':<9} untimed builds (medians): {side}")
+        if t.get("median_alone_ratio") is not None:
+            lines.append(f"   {'':<9} build / sum of one-platform builds: {t['median_alone_ratio']:.2f}x "
+                         f"(median; sum {t['median_alone_sum_seconds']:.2f} s)")
     lines += _cross_lines(bench)
     lines += _noise_lines(bench)
     return "\n".join(lines)
@@ -127,6 +134,7 @@ def _cross_lines(bench: dict) -> list[str]:
             out.append("   WARNING: the tools wrote different layer media types; compression is not comparable")
     checks = [("wall_ratio", f"wall <= {tg['max_wall_ratio']}x {ref}"),
               ("seconds", f"ocibuild median <= {tg.get('max_seconds')} s"),
+              ("alone_ratio", f"build < {tg.get('max_alone_ratio')}x the sum of one-platform builds"),
               ("mb_per_s", f">= {tg['min_mb_per_s']} MB/s end to end"),
               ("compression_share", f"compression ratio >= {tg['min_compression_share']:.0%} of buildah's"
                if tg["min_compression_share"] else "")]

@@ -31,6 +31,7 @@ class Targets:
     min_mb_per_s: float | None = None     # context bytes / ocibuild median, in 10^6 bytes/s
     min_compression_share: float | None = None  # ocibuild's compression ratio / buildah's
     max_seconds: float | None = None      # ocibuild's median wall time (or difference, with a baseline)
+    max_alone_ratio: float | None = None  # with alone=True: ocibuild's build / the sum of its one-platform builds
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,16 @@ class Benchmark:
     push: str | None = None  # push this base image to a loopback registry instead of building
     again: bool = False  # with push: the registry already holds the image (existence checks only)
     reference: str = "buildah"  # what the `buildah` slot of --tools runs here (skopeo for pushes)
+    warm: bool = False  # time a rebuild: the same build runs once untimed before, in the same tool state
+    alone: bool = False  # after the timed build, build each platform alone (untimed, new tool states)
 
 
 RUN3 = ("FROM busybox\n"
         "RUN mkdir /w && for i in $(seq 2000); do echo $i > /w/$i; done && md5sum /w/* > /sums\n")
+
+# 2 s of sleep (waiting work: overlaps fully, however few cores) plus a little CPU work, which
+# on 2 cores with QEMU for two platforms could not overlap more than 2x.
+CONCURRENT = "FROM busybox\nRUN sleep 2 && seq 30000 | md5sum > /sum\n"
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("big", "big", "FROM scratch\nCOPY . /data/\n",
@@ -75,8 +82,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               push="big", reference="skopeo", targets=Targets(max_wall_ratio=0.8), default=False),
     Benchmark("push-again", "big", "", "the same push again, nothing changed: existence checks only",
               push="big", again=True, reference="skopeo", targets=Targets(max_seconds=1.0), default=False),
-    # Hook for a later row: Benchmark("rebuild", "small", ...)  second build against a warm
-    # OCIBUILD_CACHE_DIR / --layers=true (a tool state that survives between the two builds of a run)
+    Benchmark("rebuild", "small-200", RUN3 + "RUN echo hi > /hi\nCOPY . /ctx/\n",
+              "no-change rebuild of run3 + 2 steps, 3 platforms: every step cached (buildah --layers=true)",
+              platforms=("linux/amd64", "linux/arm64", "linux/arm/v7"), bases={"busybox": "busybox"}, warm=True,
+              targets=Targets(max_wall_ratio=0.15, max_seconds=1.0), default=False),
+    Benchmark("concurrent", "empty", CONCURRENT,
+              "3 platforms of a 2 s RUN (mostly sleep): the build against the sum of one-platform builds",
+              platforms=("linux/amd64", "linux/arm64", "linux/arm/v7"), bases={"busybox": "busybox"}, alone=True,
+              targets=Targets(max_alone_ratio=1.0), default=False),
 )
 SCALE = ("big-256m", "big")
 PUSH_DEST = "bench/big:1"
@@ -163,7 +176,13 @@ def _execute(tool, job: Job, scratch: Path, out: Path, ctx: Context):
             job.registry.empty()
         return tool.push(job.pushed, f"{job.registry.host}/{PUSH_DEST}", scratch, job.registry.host)
     common = dict(extra=bench.flags.get(tool.name, ()), platforms=bench.platforms, bases=job.images)
-    run = None
+    dockerfile, run = job.home / "Dockerfile", None
+    if bench.warm:  # the same build first, untimed, into the same scratch: the timed build is a rebuild
+        first = tool.build(dockerfile, job.ds.context, scratch / "first.tar", scratch, prefix="first-", cache=True,
+                           **common)
+        if not first.ok:
+            return first
+        os.sync()
     if bench.baseline:  # first the build without the step being measured, in its own tool state
         base_scratch = scratch / "baseline"
         base_scratch.mkdir()
@@ -173,7 +192,29 @@ def _execute(tool, job: Job, scratch: Path, out: Path, ctx: Context):
         run.baseline = frozenset(run.steps)
         if not run.ok:
             return run
-    return tool.build(job.home / "Dockerfile", job.ds.context, out, scratch, run=run, **common)
+    run = tool.build(dockerfile, job.ds.context, out, scratch, run=run, cache=bench.warm, **common)
+    if bench.warm:
+        run.untimed["first build"] = first.seconds
+    for platform in bench.platforms if bench.alone and run.ok else ():
+        side = scratch / f"alone-{platform.replace('/', '-')}"
+        side.mkdir()
+        os.sync()
+        one = tool.build(dockerfile, job.ds.context, side / "out.tar", side,
+                         **{**common, "platforms": (platform,)})
+        tool.cleanup(side)
+        if not one.ok:
+            return one
+        run.untimed[f"{platform} alone"] = one.seconds
+    return run
+
+
+def _untimed(run) -> dict:
+    """The side builds' times; with one-platform builds, their sum and the timed build's ratio to it."""
+    if not run.untimed:
+        return {}
+    alone = [s for k, s in run.untimed.items() if k.endswith(" alone")]
+    extra = {"alone_sum_seconds": round(sum(alone), 3), "alone_ratio": round(run.seconds / sum(alone), 3)} if alone else {}
+    return {"untimed": {k: round(s, 3) for k, s in run.untimed.items()}, **extra}
 
 
 def _prime(tool, job: Job, ctx: Context) -> None:
@@ -190,7 +231,7 @@ def _one_run(tool, job: Job, scratch: Path, ctx: Context) -> dict:
     noise = _prepare(*job.warm_paths())
     run = _execute(tool, job, scratch, out, ctx)
     record = {"ok": run.ok, "seconds": round(run.seconds, 3), "cpu_seconds": round(run.cpu_seconds, 3),
-              "maxrss_kib": run.maxrss_kib, **noise,
+              "maxrss_kib": run.maxrss_kib, **noise, **_untimed(run),
               "steps": {k: {"seconds": round(s.seconds, 3), "user_seconds": round(s.user_seconds, 3),
                             "system_seconds": round(s.system_seconds, 3),
                             "maxrss_kib": s.maxrss_kib, "returncode": s.returncode}
@@ -307,4 +348,10 @@ def summarize(runs: list[dict]) -> dict:
                    layer_media_types=good[0]["layer_media_types"],
                    step_median_seconds={k: statistics.median(r["steps"][k]["seconds"] for r in good)
                                         for k in good[0]["steps"]})
+    if "untimed" in good[0]:
+        summary["untimed_median_seconds"] = {k: statistics.median(r["untimed"][k] for r in good)
+                                             for k in good[0]["untimed"]}
+    if "alone_ratio" in good[0]:
+        summary.update(median_alone_sum_seconds=statistics.median(r["alone_sum_seconds"] for r in good),
+                       median_alone_ratio=statistics.median(r["alone_ratio"] for r in good))
     return summary

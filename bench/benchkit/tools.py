@@ -3,7 +3,8 @@
 Each tool turns (Dockerfile, context) into an OCI image tar at a given path,
 from a cold tool state: buildah gets a fresh --root/--runroot and ocibuild a
 fresh OCIBUILD_CACHE_DIR, inside a scratch directory that the runner deletes
-after every run. Tools never delete the scratch directory themselves.
+after every run. Tools never delete the scratch directory themselves. A rebuild
+(`cache=True`, a second build into the same scratch) finds the first build's state.
 
 Peak RSS comes from os.wait4 on the child: Linux reports the largest resident
 set of the child and of every descendant it reaped, which is the peak of any
@@ -53,6 +54,7 @@ class Run:
     tool: str
     steps: dict[str, Step] = field(default_factory=dict)
     baseline: frozenset[str] = frozenset()  # steps whose time is subtracted: a run can measure a difference
+    untimed: dict[str, float] = field(default_factory=dict)  # side builds' wall times, reported, not counted
 
     @property
     def ok(self) -> bool:
@@ -103,11 +105,14 @@ class Tool(Protocol):
     name: str
 
     def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path, extra: tuple[str, ...],
-              platforms: tuple[str, ...] = (), bases: Mapping[str, Image] = {}) -> Run:
+              platforms: tuple[str, ...] = (), bases: Mapping[str, Image] = {}, cache: bool = False) -> Run:
         """Build and write an OCI tar to `out`, keeping all tool state under `scratch`.
 
         `platforms`: build for these (one image index for several). `bases`: images the
-        Dockerfile's FROM names, made available under those names, untimed.
+        Dockerfile's FROM names, made available under those names, untimed (once per
+        scratch: a second build into the same scratch finds them there). `cache`: use and
+        fill the tool's build cache in `scratch` (buildah `--layers=true`; ocibuild always
+        caches, in its cache dir under `scratch`).
         """
 
     def push(self, image: Image, dest: str, scratch: Path, insecure: str) -> Run:
@@ -144,12 +149,13 @@ class Buildah:
 
     def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path, extra: tuple[str, ...],
               platforms: tuple[str, ...] = (), bases: Mapping[str, Image] = {}, run: Run | None = None,
-              prefix: str = "") -> Run:
+              prefix: str = "", cache: bool = False) -> Run:
         base = [self.binary, "--root", str(scratch / "root"), "--runroot", str(scratch / "runroot"),
                 "--storage-driver", "vfs"]
         env = _env(TMPDIR=scratch / "tmp")  # push stages an OCI dir in $TMPDIR before it tars it
         run = run or Run(self.name)
-        for name, image in bases.items():
+        seeded = (scratch / "root").exists()  # a second build into the same store finds its bases there
+        for name, image in ({} if seeded else bases).items():
             failed = _seed_store(base, scratch, name, image, platforms or ("linux/amd64",), env)
             if failed:
                 run.steps[f"{prefix}seed"] = failed
@@ -159,11 +165,11 @@ class Buildah:
         else:
             target, push = [*(["--platform", platforms[0]] if platforms else []), "-t", "bench"], ["push"]
         run.steps[f"{prefix}bud"] = measure(
-            base + ["bud", "--isolation", "chroot", "--layers=false", *extra, *target,
-                    "-f", str(dockerfile), str(context)], log_stem=scratch / "bud", env=env)
+            base + ["bud", "--isolation", "chroot", f"--layers={str(cache).lower()}", *extra, *target,
+                    "-f", str(dockerfile), str(context)], log_stem=scratch / f"{prefix}bud", env=env)
         if run.ok:
             run.steps[f"{prefix}push"] = measure(base + [*push, *self.push_flags, "bench", f"oci-archive:{out}"],
-                                                 log_stem=scratch / "push", env=env)
+                                                 log_stem=scratch / f"{prefix}push", env=env)
         return run
 
     def push(self, image: Image, dest: str, scratch: Path, insecure: str) -> Run:
@@ -185,29 +191,36 @@ class Buildah:
 
 
 class Ocibuild:
-    """`python -m ocibuild build ... --output type=oci,dest=OUT` from the repo's venv."""
+    """`python -m ocibuild build ... --output type=oci,dest=OUT` from the repo's venv.
+
+    Bytecode is cached in `pycache` (PYTHONPYCACHEPREFIX), whatever PYTHONDONTWRITEBYTECODE
+    says: an installed ocibuild has its .pyc files, so compiling its ~100 modules on every run
+    (about 0.3 s of CPU here) would measure the checkout, not the tool.
+    """
 
     name = "ocibuild"
 
-    def __init__(self, compression: Compression, python: Path = REPO / ".venv/bin/python"):
+    def __init__(self, compression: Compression, python: Path = REPO / ".venv/bin/python",
+                 pycache: Path | None = None):
         self.python = python
+        self.pycache = pycache
         self.flags = (["--compression", compression.format] if compression.format else []) + (
             ["--compression-level", str(compression.level)] if compression.level is not None else [])
 
     def build(self, dockerfile: Path, context: Path, out: Path, scratch: Path, extra: tuple[str, ...],
               platforms: tuple[str, ...] = (), bases: Mapping[str, Image] = {}, run: Run | None = None,
-              prefix: str = "") -> Run:
-        env = _env(OCIBUILD_CACHE_DIR=scratch / "cache", TMPDIR=scratch / "tmp")
+              prefix: str = "", cache: bool = False) -> Run:
+        env = self._env(OCIBUILD_CACHE_DIR=scratch / "cache", TMPDIR=scratch / "tmp")
         target = ["--platform", ",".join(platforms)] if platforms else []
         target += [f"--build-context={name}=oci-layout://{image.ref}" for name, image in bases.items()]
         argv = [str(self.python), "-m", "ocibuild", "build", *self.flags, *extra, *target, "-f", str(dockerfile),
                 "--output", f"type=oci,dest={out}", str(context)]
         run = run or Run(self.name)
-        run.steps[f"{prefix}build"] = measure(argv, log_stem=scratch / "build", env=env, cwd=REPO)
+        run.steps[f"{prefix}build"] = measure(argv, log_stem=scratch / f"{prefix}build", env=env, cwd=REPO)
         return run
 
     def push(self, image: Image, dest: str, scratch: Path, insecure: str) -> Run:
-        env = _env(OCIBUILD_CACHE_DIR=scratch / "cache", TMPDIR=scratch / "tmp")
+        env = self._env(OCIBUILD_CACHE_DIR=scratch / "cache", TMPDIR=scratch / "tmp")
         run = Run(self.name)
         run.steps["push"] = measure([str(self.python), "-m", "ocibuild", "push", "--insecure-registry", insecure,
                                      str(image.layout), dest], log_stem=scratch / "push", env=env, cwd=REPO)
@@ -215,6 +228,13 @@ class Ocibuild:
 
     def cleanup(self, scratch: Path) -> None:
         pass
+
+    def _env(self, **paths: Path) -> dict[str, str]:
+        if not self.pycache:
+            return _env(**paths)
+        env = _env(PYTHONPYCACHEPREFIX=self.pycache, **paths)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        return env
 
     def version(self) -> str:
         return _version(["git", "-C", str(REPO), "describe", "--always", "--dirty"])

@@ -42,7 +42,6 @@ from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Refer
 from ocibuild.cache import Record, RecordStore
 from ocibuild.cache.lock import build_lock
 from ocibuild.cache.inline import INLINE_KEY, inline_cache
-from ocibuild.cache.transport import export_cache, import_cache
 from ocibuild.store.archive import open_source
 from ocibuild.store.cachedir import cache_dir
 from ocibuild.store.images import ImageStore
@@ -339,6 +338,7 @@ class Build:
     # -- the build cache -------------------------------------------------------------------
 
     def _import_caches(self) -> list:
+        from ocibuild.cache.transport import import_cache  # noqa: PLC0415 - the registry code, when used
         imported = []
         for spec in self.opts.cache_from:
             try:
@@ -350,6 +350,7 @@ class Build:
 
     def _export_caches(self, finals) -> None:
         """`--cache-to`: mode=min the steps of the images built, mode=max every step of the build."""
+        from ocibuild.cache.transport import export_cache  # noqa: PLC0415 - the registry code, when used
         chains = {key for state in finals for key in state.keys}
         for spec in self.opts.cache_to:
             if spec.type == "inline":

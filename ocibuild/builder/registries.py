@@ -6,10 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from ocibuild.oci import Descriptor, Platform, Reference
-from ocibuild.registry import TLSOptions, TransportOptions, pull_image, push_image
-from ocibuild.store.blobs import BlobStore
-from ocibuild.store.source import ImageSource
+
+if TYPE_CHECKING:
+    from ocibuild.registry import TransportOptions
+    from ocibuild.store.blobs import BlobStore
+    from ocibuild.store.source import ImageSource
+
+# ocibuild.registry (and requests, urllib3, oras behind it) is imported when a registry is
+# used: a build from local images or a cached rebuild must not pay a fifth of a second for it.
 
 
 @dataclass(frozen=True)
@@ -20,10 +27,12 @@ class RegistryAccess:
     ca_file: str | None = None
 
     def options(self, host: str) -> TransportOptions:
+        from ocibuild.registry import TLSOptions, TransportOptions  # noqa: PLC0415 - see the top
         return TransportOptions(tls=TLSOptions(insecure=host in self.insecure, ca_file=self.ca_file))
 
     def pull(self, ref: Reference, platform: Platform, blobs: BlobStore) -> tuple[ImageSource, Descriptor]:
         """The image for ``platform``: its config and layers fetched (verified) into ``blobs``."""
+        from ocibuild.registry import pull_image  # noqa: PLC0415 - see the top
         return pull_image(ref, platform, blobs, options=self.options(ref.registry))
 
     def push(self, source: ImageSource, desc: Descriptor, refs: Iterable[Reference], *,
@@ -32,6 +41,7 @@ class RegistryAccess:
 
         Later repositories of the same registry mount blobs from the first one pushed there.
         """
+        from ocibuild.registry import push_image  # noqa: PLC0415 - see the top
         by_repo: dict[str, list[Reference]] = {}
         for ref in refs:
             by_repo.setdefault(ref.name, []).append(ref)

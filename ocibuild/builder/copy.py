@@ -132,7 +132,8 @@ def _own(req: CopyRequest, entry: TarEntry, *, from_source: bool = True) -> TarE
 
 
 def _add_parents(req: CopyRequest, tree: Tree, out: dict[str, TarEntry]) -> None:
-    """Every layer carries its entries' parent directories: existing ones as they are, new ones 0755."""
+    """Every layer carries its entries' parent directories: existing ones as they are (times
+    clamped: a RUN left the tree's copy with the time it ran), new ones 0755."""
     uid, gid = req.owner or (0, 0)
     mtime = req.mtime if req.clamp is None else min(req.mtime, req.clamp)
     for path in list(out):
@@ -141,6 +142,7 @@ def _add_parents(req: CopyRequest, tree: Tree, out: dict[str, TarEntry]) -> None
                 continue
             existing = None if req.link else tree.get(d)
             if existing is not None and existing.kind is Kind.DIR:
-                out[d] = existing
+                out[d] = existing if req.clamp is None or existing.mtime <= req.clamp \
+                    else replace(existing, mtime=req.clamp)
             else:
                 out[d] = TarEntry(path=d, kind=Kind.DIR, mode=0o755, uid=uid, gid=gid, mtime=mtime)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,16 @@ def test_cache_bind_and_tmpfs_mounts(busybox, tmp_path):
     assert (root / "tmpfs-seen").read_text() == "x\n"
     assert not (root / "scratch").exists() and not (root / "mnt").exists()
     assert not (root / "var" / "cache" / "app").exists()
+
+
+def test_source_date_epoch_makes_run_then_copy_reproducible(busybox, tmp_path):
+    """The COPY carries /w, which the RUN before it made: its time is clamped like the rest."""
+    ctx = context(tmp_path, "FROM busybox\nRUN mkdir /w && echo a > /w/a\nCOPY f /w/f\n", f="hi\n")
+    digests = []
+    for n in (1, 2):
+        out = tmp_path / f"o{n}.tar"
+        assert build(busybox, ctx, "--no-cache", "--source-date-epoch", "100", "-o", f"type=oci,dest={out}") == 0
+        with Layout.open(out) as layout:
+            digests.append(layout.read_json("index.json")["manifests"][0]["digest"])
+        time.sleep(1.1)  # a second later: any unclamped time would show
+    assert digests[0] == digests[1]

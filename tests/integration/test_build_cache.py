@@ -3,6 +3,7 @@ and caches carried to an empty cache directory through a registry, a directory a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -231,3 +232,20 @@ def test_two_builds_at_once_on_one_cache_dir(busybox, ctx, tmp_path):
     alone = _build_process(busybox, ctx, tmp_path / "cache-alone", tmp_path / "z.tar", "--source-date-epoch", "0")
     assert alone.returncode == 0, alone.stderr
     assert index_digest(tmp_path / "x.tar") == index_digest(tmp_path / "y.tar") == index_digest(tmp_path / "z.tar")
+
+
+def test_a_secret_never_counts_in_a_key(busybox, tmp_path, capsys):
+    """Another secret value does not rerun the step, and no record holds or hashes it."""
+    ctx = tmp_path / "sctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --mount=type=secret,id=tok test -s /run/secrets/tok\n")
+    cache = tmp_path / "cache"
+    for value in ("first-s3cr3t-value", "second-s3cr3t-value"):
+        (tmp_path / "tok").write_text(value)
+        result, _ = build(busybox, ctx, cache, "--secret", f"id=tok,src={tmp_path / 'tok'}",
+                          "-o", f"type=oci,dest={tmp_path / 'o.tar'}", capsys=capsys)
+    assert set(result.values()) == {"CACHED"}
+    stored = b"".join(p.read_bytes() for p in (cache / "buildcache").rglob("*") if p.is_file())
+    for value in ("first-s3cr3t-value", "second-s3cr3t-value"):
+        assert value.encode() not in stored
+        assert hashlib.sha256(value.encode()).hexdigest().encode() not in stored

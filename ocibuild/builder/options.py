@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 
-from ocibuild.cache.spec import CacheSpec
+from ocibuild.cache.spec import CacheSpec, csv_fields
 from ocibuild.errors import InvalidOption
 from ocibuild.builder.mounts import SecretSpec
 from ocibuild.builder.registries import RegistryAccess
@@ -29,7 +28,7 @@ class OutputSpec:
     def parse(cls, text: str) -> "OutputSpec":
         if "=" not in text:  # buildx shorthand: a directory, or "-" for a tar on stdout
             return cls("tar", "-") if text == "-" else cls("local", text)
-        fields = _csv_fields(text, "--output")
+        fields = csv_fields(text, "--output")
         kind = fields.pop("type", "")
         if kind not in OUTPUT_TYPES:
             raise InvalidOption(f"invalid --output {text!r}: type must be one of {', '.join(OUTPUT_TYPES)}")
@@ -91,20 +90,6 @@ def _split_layout_ref(value: str) -> tuple[str, str]:
     if sep and "/" not in tail and head:
         return head, tail
     return value, ""
-
-
-def _csv_fields(text: str, flag: str) -> dict[str, str]:
-    try:
-        row = next(csv.reader([text]))
-    except (csv.Error, StopIteration):
-        raise InvalidOption(f"invalid {flag} {text!r}") from None
-    fields: dict[str, str] = {}
-    for item in row:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidOption(f"invalid {flag} {text!r}: {item!r} is not key=value")
-        fields[key.strip().lower()] = value
-    return fields
 
 
 def parse_key_values(items: list[str], flag: str) -> dict[str, str]:

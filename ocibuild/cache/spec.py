@@ -30,7 +30,7 @@ class CacheSpec:
         flag = "--cache-to" if export else "--cache-from"
         if "=" not in text:  # buildx: a bare value is a registry reference (`inline` is a type)
             text = "type=inline" if text == "inline" else f"type=registry,ref={text}"
-        fields = _fields(text, flag)
+        fields = csv_fields(text, flag)
         kind = fields.pop("type", "registry" if "ref" in fields else "")
         allowed = TYPES if export else ("registry", "local")  # an image's inline cache is read by its ref
         if kind not in allowed:
@@ -62,7 +62,8 @@ def _bool(value: str, flag: str, text: str) -> bool:
     raise InvalidOption(f"invalid {flag} {text!r}: ignore-error must be true or false")
 
 
-def _fields(text: str, flag: str) -> dict[str, str]:
+def csv_fields(text: str, flag: str) -> dict[str, str]:
+    """buildx's CSV flag values (`--output`, `--cache-to`, ...): `key=value,...`, keys lower-cased."""
     try:
         row = next(csv.reader([text]))
     except (csv.Error, StopIteration):

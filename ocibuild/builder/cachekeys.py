@@ -29,7 +29,7 @@ from ocibuild.cache import Record
 from ocibuild.dockerfile.ignore import match_component
 
 HASH_WORKERS = 4  # file hashing overlaps reads with sha256 (both release the GIL)
-LARGE_FILE = 1 << 20  # files at least this big are hashed on the worker threads
+LARGE_FILE = 128 << 10  # files at least this big are hashed on the worker threads
 
 
 def digest_of(*parts) -> str:

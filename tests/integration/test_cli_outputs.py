@@ -219,6 +219,30 @@ def test_python_api(tmp_path):
     assert str(result.digest).startswith("sha256:")
 
 
+def test_python_api_carries_a_cache_to_an_empty_cache_dir(tmp_path):
+    import ocibuild
+
+    class Steps:
+        def __init__(self):
+            self.cached = []
+
+        def start(self, step, name): pass
+        def advance(self, step, nbytes): pass
+        def done(self, step, *, cached=False, error=None): self.cached.append(cached)
+        def log(self, step, data): pass
+        def info(self, message): pass
+        def warn(self, message): raise AssertionError(message)
+
+    first = ocibuild.build(str(HELLO), outputs=[f"type=oci,dest={tmp_path / 'a.tar'}"],
+                           cache_dir=str(tmp_path / "c1"), cache_to=[f"type=local,dest={tmp_path / 'export'},mode=max"])
+    steps = Steps()
+    second = ocibuild.build(str(HELLO), outputs=[f"type=oci,dest={tmp_path / 'b.tar'}"], jobs=1,
+                            cache_dir=str(tmp_path / "c2"), cache_from=[f"type=local,src={tmp_path / 'export'}"],
+                            reporter=steps)
+    assert second.digest == first.digest
+    assert steps.cached and all(steps.cached)
+
+
 def test_from_buildplatform_and_target_args(tmp_path):
     ctx = dockerfile(tmp_path, (
         "FROM --platform=$BUILDPLATFORM scratch AS tools\n"

@@ -102,20 +102,23 @@ def _subtree(fs: ContextFS, path: str):
 
 def _contents(fs: ContextFS, files):
     """(relpath, what of it a copy keeps): type, permissions, and the content digest or link target."""
-    regular = [(rel, s.st_size) for rel, s in files if s is not None and stat.S_ISREG(s.st_mode)]
-    # Large files on a few threads (reading and hashing release the GIL); small ones here,
-    # where handing them to a thread would cost more than hashing them.
-    large = [rel for rel, size in regular if size >= LARGE_FILE]
-    sums = {rel: _file_sha256(os.path.join(fs.root, rel)) for rel, size in regular if size < LARGE_FILE}
+    def regular(s) -> bool:
+        return s is not None and stat.S_ISREG(s.st_mode)
+
+    # Large files on a few threads, in order (reading and hashing release the GIL); small ones
+    # here, where handing them to a thread would cost more than hashing them.
     with ThreadPoolExecutor(HASH_WORKERS) as pool:
-        sums.update(zip(large, pool.map(_file_sha256, (os.path.join(fs.root, rel) for rel in large))))
-    for rel, s in files:
-        if s is None:
-            yield rel, ""
-        elif stat.S_ISLNK(s.st_mode):
-            yield rel, f"link {os.readlink(os.path.join(fs.root, rel))}"
-        else:
-            yield rel, f"{stat.S_IFMT(s.st_mode):o} {stat.S_IMODE(s.st_mode):o} {sums.get(rel, '')}"
+        large = pool.map(_file_sha256, (os.path.join(fs.root, rel) for rel, s in files
+                                        if regular(s) and s.st_size >= LARGE_FILE))
+        for rel, s in files:
+            if s is None:
+                yield rel, ""
+            elif stat.S_ISLNK(s.st_mode):
+                yield rel, f"link {os.readlink(os.path.join(fs.root, rel))}"
+            else:
+                digest = "" if not regular(s) else next(large) if s.st_size >= LARGE_FILE \
+                    else _file_sha256(os.path.join(fs.root, rel))
+                yield rel, f"{stat.S_IFMT(s.st_mode):o} {stat.S_IMODE(s.st_mode):o} {digest}"
 
 
 def _file_sha256(path: str) -> str:

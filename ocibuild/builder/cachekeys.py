@@ -15,18 +15,20 @@ bytes (`COPY --from` a stage that changed elsewhere) leaves the steps after it c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import stat
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ocibuild.builder.sources import ContextFS, glob
 from ocibuild.cache import Record
+from ocibuild.cache.records import CONTEXT_DIGESTS, FOLDER
 from ocibuild.dockerfile.ignore import match_component
+from ocibuild.store.layout import atomic_write
 
 HASH_WORKERS = 4  # file hashing overlaps reads with sha256 (both release the GIL)
 LARGE_FILE = 128 << 10  # files at least this big are hashed on the worker threads
@@ -59,7 +61,7 @@ class ContentKeys:
     """
 
     def __init__(self, cache: Path):
-        self.root = cache / "buildcache" / "sources"
+        self.root = cache / FOLDER / CONTEXT_DIGESTS
 
     def of_patterns(self, fs: ContextFS, patterns: list[str]) -> str:
         """Everything the patterns (with wildcards) select, and all below the selected directories."""
@@ -88,7 +90,9 @@ class ContentKeys:
         for rel, content in _contents(fs, files):
             h.update(f"{rel}\0{content}\n".encode())
         result = h.hexdigest()
-        _write_atomic(remembered, result)
+        with contextlib.suppress(OSError):  # only a memo: without it the next build hashes again
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(remembered, result.encode())
         return result
 
 
@@ -127,15 +131,3 @@ def _file_sha256(path: str) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Best effort: a cache of digests that cannot be written is only slower next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(temp, path)
-    except OSError:
-        pass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,13 @@ from typing import Iterator
 
 from ocibuild.errors import InvalidDocument
 from ocibuild.oci import Descriptor, Digest
+from ocibuild.store.blobs import TEMP_PREFIX
+from ocibuild.store.layout import atomic_write
 
 FOLDER = "buildcache"
+# Beside the records: digests of build-context files, remembered by builder/cachekeys.py so that
+# an unchanged checkout is not hashed again (a speed-up only; `prune` removes it with the records).
+CONTEXT_DIGESTS = "sources"
 
 
 @dataclass(frozen=True)
@@ -84,14 +88,8 @@ class RecordStore:
     def put(self, key: str, record: Record) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(json.dumps(record.to_dict(), sort_keys=True).encode())
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        # the blob store's temp prefix: `prune` knows it for leftovers of interrupted writes
+        atomic_write(path, json.dumps(record.to_dict(), sort_keys=True).encode(), temp_prefix=TEMP_PREFIX)
 
     def remove(self, key: str) -> None:
         try:

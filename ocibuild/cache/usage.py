@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
-from ocibuild.cache.records import RecordStore
+from ocibuild.cache.records import CONTEXT_DIGESTS, FOLDER, RecordStore
 from ocibuild.errors import OcibuildError
 from ocibuild.oci import REF_NAME, Descriptor, Digest, Reference
 from ocibuild.store.blobs import TEMP_PREFIX, BlobStore
@@ -133,7 +133,7 @@ def scan(cache: str | os.PathLike[str], lists: ListSource | None = None, *, now:
     records = _records(root, disk)
     for item in images + list_items + records:
         _claim(item, sizes, claimed)
-    usage.items = (records + _dirs(root / "rootfs", BASES, disk, newest=False)
+    usage.items = (records + _context_digests(root, disk) + _dirs(root / "rootfs", BASES, disk, newest=False)
                    + _dirs(root / "mounts", MOUNTS, disk, newest=True) + images + list_items
                    + _dirs(root / "debs", DEBS, disk, newest=True) + _orphans(blobs, sizes, claimed)
                    + _temps(root, disk, now))
@@ -211,6 +211,15 @@ def _records(root: Path, disk: DiskCounter) -> list[Item]:
         blobs = (record.layer.digest,) if record.layer is not None else ()
         items.append(Item(RECORDS, key[:12], (path,), own, blobs, own, used))
     return sorted(items, key=lambda i: -(i.last_used or 0))
+
+
+def _context_digests(root: Path, disk: DiskCounter) -> list[Item]:
+    """The build cache's memo of context digests: one item, used when last written to."""
+    folder = root / FOLDER / CONTEXT_DIGESTS
+    if not folder.is_dir():
+        return []
+    own, newest = disk.tree(folder)
+    return [Item(RECORDS, "context digests", (folder,), own, (), own, newest)]
 
 
 def _dirs(folder: Path, kind: str, disk: DiskCounter, *, newest: bool) -> list[Item]:

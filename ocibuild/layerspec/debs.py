@@ -20,6 +20,7 @@ written under temporary names and renamed into place.
 from __future__ import annotations
 
 import fnmatch
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ocibuild.errors import BuildError
+from ocibuild.store.layout import atomic_write
 
 APT_STATE = ("/var/lib/apt/lists", "/var/lib/dpkg/arch", "/etc/apt/sources.list", "/etc/apt/sources.list.d",
              "/etc/apt/preferences", "/etc/apt/preferences.d", "/etc/apt/apt.conf.d")
@@ -88,7 +90,9 @@ def resolve(requests: list[tuple[str, str, str | None]], cache: Path) -> list[De
             raise BuildError(f"resolve {spec}: apt knows no such package; for a foreign architecture run "
                              f"scripts/add-foreign-archs.sh {arch} (dpkg --add-architecture + apt-get update)")
         debs.append(match[0])
-    _atomic_write(memo, json.dumps([asdict(d) for d in debs], indent=1).encode())
+    with contextlib.suppress(OSError):  # only a memo: the next run asks apt again
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(memo, json.dumps([asdict(d) for d in debs], indent=1).encode())
     return debs
 
 
@@ -202,14 +206,3 @@ def _verified(path: Path, sha256: str) -> bool:
             return hashlib.file_digest(f, "sha256").hexdigest() == sha256
     except OSError:
         return False
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # only a memo: the next run asks apt again

@@ -44,6 +44,7 @@ from ocibuild.layer.entry import Kind, TarEntry, sort_entries
 from ocibuild.layer.tree import entry_from_stat, scan
 from ocibuild.layerspec.debs import matcher
 from ocibuild.layerspec.spec import PathSpec, RootfsSpec
+from ocibuild.store.layout import atomic_write
 
 CACHE_FORMAT = 1      # bump when the way a rootfs becomes a layer changes
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -108,7 +109,7 @@ def cached_layer(rootfs: RootfsSpec, paths: tuple[PathSpec, ...], arch: str, rel
             if log:
                 log(f"debootstrap {rootfs.suite} {arch} (not cached; minutes, more under QEMU) -> {blob_path}")
             blob = _build(rootfs, paths, arch, epoch, compression, top, blob_path)
-            _atomic_write(meta_path, json.dumps(asdict(blob), indent=1).encode())
+            atomic_write(meta_path, json.dumps(asdict(blob), indent=1).encode())
     return blob, blob_path
 
 
@@ -248,11 +249,3 @@ def _locked(path: Path) -> Iterator[None]:
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

@@ -247,9 +247,10 @@ def check_layout_file(data: bytes, where: str) -> None:
         raise InvalidDocument(f"read {where}: unsupported imageLayoutVersion {version!r}")
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data``: temp file beside it, fsync, rename, fsync the directory."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, temp_prefix: str | None = None) -> None:
+    """Replace ``path`` with ``data``: temp file beside it (``temp_prefix``, default
+    ``.<name>.``), fsync, rename, fsync the directory."""
+    fd, temp = tempfile.mkstemp(prefix=temp_prefix or f".{path.name}.", dir=path.parent)
     try:
         view = memoryview(data)
         while view:

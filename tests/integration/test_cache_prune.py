@@ -23,7 +23,8 @@ from support.validate import check_layout
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = ("FROM busybox\n"
               "RUN --mount=type=cache,target=/var/cache/app echo kept > /var/cache/app/note\n"
-              "RUN mkdir -p /data && head -c 200000 /dev/urandom > /data/blob\n")
+              "RUN mkdir -p /data && head -c 200000 /dev/urandom > /data/blob\n"
+              "COPY Dockerfile /data/\n")  # a context digest for the build cache to remember
 HOUR = 3600.0
 
 
@@ -99,6 +100,7 @@ def test_du_shows_what_the_build_left(built, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split()[:3] == ["local", "images", "docker.io/library/demo:1"] for line in lines)
     assert any(line.split()[:3] == ["build", "cache", "aaaaaaaaaaaa"] for line in lines)
+    assert any(line.split()[:4] == ["build", "cache", "context", "digests"] for line in lines)
 
 
 def test_prune_frees_the_cache_and_keeps_the_tagged_image(built, capsys):
@@ -110,6 +112,7 @@ def test_prune_frees_the_cache_and_keeps_the_tagged_image(built, capsys):
     assert "aaaaaaaaaaaa" in out and "bbbbbbbbbbbb" in out and "unpacked bases" in out
     assert out.rstrip().splitlines()[-1].startswith("Total:") and out.rstrip().endswith("reclaimed")
     assert list(RecordStore(built).items()) == []
+    assert not (built / "buildcache" / "sources").exists(), "the context digests go with the records"
     assert not any((built / "rootfs").iterdir())
     assert not stale.exists() and not BlobStore(built).has(only_cache.digest)
     assert any((built / "mounts").iterdir()), "cache mounts stay without --all"

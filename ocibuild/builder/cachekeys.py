@@ -21,13 +21,15 @@ import hashlib
 import json
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ocibuild.builder.sources import ContextFS, glob
 from ocibuild.cache import Record
 from ocibuild.cache.records import CONTEXT_DIGESTS, FOLDER
 from ocibuild.dockerfile.ignore import match_component
+from ocibuild.errors import ContextError
 from ocibuild.store.layout import atomic_write
 
 HASH_WORKERS = 4  # file hashing overlaps reads with sha256 (both release the GIL)
@@ -58,12 +60,16 @@ class ContentKeys:
     Hashing a large context costs a full read; the result is remembered under a signature
     of the files' stat identity (inode, size, mtime, ctime), so an unchanged checkout is not
     read again, while a fresh one (new inodes and times, same content) gets the same digest.
+    A digest not remembered is computed on a thread of its own: a step that cannot be a cache
+    hit writes its layer meanwhile (stage.py), and the platforms of a build share one hashing.
     """
 
     def __init__(self, cache: Path):
         self.root = cache / FOLDER / CONTEXT_DIGESTS
+        self._hashing: dict[str, Future[str]] = {}
+        self._guard = threading.Lock()
 
-    def of_patterns(self, fs: ContextFS, patterns: list[str]) -> str:
+    def of_patterns(self, fs: ContextFS, patterns: list[str]) -> Future[str]:
         """Everything the patterns (with wildcards) select, and all below the selected directories."""
         files: list[tuple[str, os.stat_result | None]] = []
         for pattern in patterns:
@@ -73,27 +79,42 @@ class ContentKeys:
         return self._digest(fs, files)
 
     def of_dir(self, fs: ContextFS, path: str) -> str:
-        return self._digest(fs, list(_subtree(fs, fs.resolve(path.strip("/")))))
+        return self._digest(fs, list(_subtree(fs, fs.resolve(path.strip("/"))))).result()
 
-    def _digest(self, fs: ContextFS, files: list[tuple[str, os.stat_result | None]]) -> str:
+    def _digest(self, fs: ContextFS, files: list[tuple[str, os.stat_result | None]]) -> Future[str]:
         signature = hashlib.sha256()
         for rel, s in files:
             identity = (rel,) if s is None else (rel, s.st_mode, s.st_dev, s.st_ino, s.st_size,
                                                  s.st_mtime_ns, s.st_ctime_ns)
             signature.update(repr(identity).encode())
         remembered = self.root / signature.hexdigest()[:2] / signature.hexdigest()
+        with self._guard:
+            if (future := self._hashing.get(remembered.name)) is not None:
+                return future
+            future = self._hashing[remembered.name] = Future()
         try:
-            return remembered.read_text().strip()
+            future.set_result(remembered.read_text().strip())
         except OSError:
-            pass
-        h = hashlib.sha256()
-        for rel, content in _contents(fs, files):
-            h.update(f"{rel}\0{content}\n".encode())
-        result = h.hexdigest()
+            threading.Thread(target=self._hash, args=(fs, files, remembered, future), name="context-hash",
+                             daemon=True).start()
+        return future
+
+    def _hash(self, fs: ContextFS, files, remembered: Path, future: Future[str]) -> None:
+        try:
+            h = hashlib.sha256()
+            for rel, content in _contents(fs, files):
+                h.update(f"{rel}\0{content}\n".encode())
+        except OSError as e:
+            where = os.path.relpath(e.filename, fs.root) if e.filename else "a file"
+            future.set_exception(ContextError(f"cannot read {where!r} in the build context: {e.strerror}"))
+            return
+        except BaseException as e:  # noqa: BLE001 - raised again by future.result()
+            future.set_exception(e)
+            return
+        future.set_result(h.hexdigest())
         with contextlib.suppress(OSError):  # only a memo: without it the next build hashes again
             remembered.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(remembered, result.encode())
-        return result
+            atomic_write(remembered, h.hexdigest().encode())
 
 
 def _subtree(fs: ContextFS, path: str):

@@ -8,6 +8,7 @@ warning, never a failed or wrong build.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -25,16 +26,23 @@ class StepCache:
         self.used: dict[str, Record] = {}  # every step of this build: key -> record
         self._lock = threading.Lock()
 
-    def lookup(self, key: str) -> Record | None:
+    def may_hit(self, step: str) -> bool:
+        """Whether any record could answer the step ``step`` (its key without its inputs)."""
+        return bool(self.imported) or self.records.marked(step)
+
+    def lookup(self, key: str, step: str) -> Record | None:
         record = self._local(key)
         if record is None:
-            record = self._remote(key)
+            record = self._remote(key, step)
         if record is not None:
+            with contextlib.suppress(OSError):  # a read-only cache still serves hits
+                self.records.mark(step)  # renewed on use: `prune --filter until=` keeps it with the record
             self._use(key, record)
         return record
 
-    def store(self, key: str, record: Record) -> None:
+    def store(self, key: str, record: Record, step: str) -> None:
         try:
+            self.records.mark(step)  # before the record: a record is never there unmarked
             self.records.put(key, record)
         except OSError as e:
             self.warn(f"cannot record a cache entry: {e.strerror or e}")
@@ -56,7 +64,7 @@ class StepCache:
             return None
         return record
 
-    def _remote(self, key: str) -> Record | None:
+    def _remote(self, key: str, step: str) -> Record | None:
         for source in self.imported:
             record = source.get(key)
             if record is None:
@@ -67,6 +75,6 @@ class StepCache:
             except OcibuildError as e:
                 self.warn(f"cache {source}: {e.message}; running the step")
                 continue
-            self.store(key, record)
+            self.store(key, record, step)
             return record
         return None

@@ -212,10 +212,10 @@ class Build:
         """The stage's starting image, its FROM step cached like any other (for its history time)."""
         state = self._base(name, platform, build_platform)
         key = cachekeys.digest_of("from", state.key)
-        record = self.lookup(key, stage)
+        record = self.lookup(key, key, stage)
         if record is None:
             record = Record(self.created)
-            self.cache_steps.store(key, record)
+            self.cache_steps.store(key, record, key)
         else:
             self.steps.cached(step)
         state.key, state.keys = cachekeys.after(state.key, {"name": "FROM"}, record), state.keys + (key,)
@@ -269,12 +269,18 @@ class Build:
 
     # -- services for StageRunner ----------------------------------------------------------
 
-    def lookup(self, key: str, stage) -> Record | None:
-        """The cached result of a step of ``stage``, unless --no-cache(-filter) says to run it."""
-        if self.opts.no_cache or stage.name in self.opts.no_cache_filter \
-                or str(stage.index) in self.opts.no_cache_filter:
-            return None
-        return self.cache_steps.lookup(key)
+    def lookup(self, key: str, step: str, stage) -> Record | None:
+        """The cached result of a step of ``stage``, unless --no-cache(-filter) says to run it.
+        ``step`` is the key without the step's inputs (see StepCache.may_hit)."""
+        return self.cache_steps.lookup(key, step) if self._uses_cache(stage) else None
+
+    def may_hit(self, step: str, stage) -> bool:
+        """Whether ``lookup`` could find anything for the step, whatever it reads."""
+        return self._uses_cache(stage) and self.cache_steps.may_hit(step)
+
+    def _uses_cache(self, stage) -> bool:
+        return not (self.opts.no_cache or stage.name in self.opts.no_cache_filter
+                    or str(stage.index) in self.opts.no_cache_filter)
 
     def materialize(self, state: ImageState):
         """The tree of ``state``'s layers, from the cached unpacked chain (made on first need)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -50,19 +51,33 @@ class StageRunner:
         try:
             expanded = expand_step(instr, scope)
             text = cachekeys.instruction(expanded)
-            key = cachekeys.digest_of("step", state.key, text, self._inputs(expanded, state, scope),
-                                      self.env.layer_format)
-            record = self.env.lookup(key, self.stage)
-            if record is not None:
-                self._replay(expanded, state, scope, record)
-                self.env.steps.cached(step)
-            else:
-                record = self._execute(step, expanded, state, scope)
-                self.env.cache_steps.store(key, record)
+            key, record = self._cached_or_run(step, expanded, state, scope, text)
         except OcibuildError as e:
             raise e.at(instr.location, instr.name) from None
         state.key, state.keys = cachekeys.after(state.key, text, record), state.keys + (key,)
         state.config = replace(state.config, created=record.created)
+
+    def _cached_or_run(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope,
+                       text: dict) -> tuple[str, Record]:
+        def key(inputs) -> str:
+            return cachekeys.digest_of("step", state.key, text, inputs, self.env.layer_format)
+
+        inputs, prefix = self._inputs(instr, state, scope), key(None)
+        if isinstance(inputs, Future) and not inputs.done() and not self.env.may_hit(prefix, self.stage):
+            # No record exists for this instruction here, so no content can hit: the layer is
+            # written while the context is hashed, which only names the record.
+            record = self._execute(step, instr, state, scope)
+            self.env.cache_steps.store(key(inputs.result()), record, prefix)
+            return key(inputs.result()), record
+        full = key(inputs.result() if isinstance(inputs, Future) else inputs)
+        record = self.env.lookup(full, prefix, self.stage)
+        if record is not None:
+            self._replay(instr, state, scope, record)
+            self.env.steps.cached(step)
+        else:
+            record = self._execute(step, instr, state, scope)
+            self.env.cache_steps.store(full, record, prefix)
+        return full, record
 
     def _execute(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> Record:
         created = self.env.created

@@ -28,6 +28,10 @@ FOLDER = "buildcache"
 # Beside the records: digests of build-context files, remembered by builder/cachekeys.py so that
 # an unchanged checkout is not hashed again (a speed-up only; `prune` removes it with the records).
 CONTEXT_DIGESTS = "sources"
+# Also beside them: the steps (chain and instruction, not what they read) that have a record.
+# A step not listed cannot be a hit whatever it reads, so the build writes its layer while it
+# hashes the context instead of before (stage.py). Pruned with the context digests.
+STEP_INDEX = "steps"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class RecordStore:
 
     def __init__(self, cache: str | os.PathLike[str]):
         self.root = Path(cache) / FOLDER / "records"
+        self.index = Path(cache) / FOLDER / STEP_INDEX
 
     def _path(self, key: str) -> Path:
         if not valid_key(key):
@@ -90,6 +95,19 @@ class RecordStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         # the blob store's temp prefix: `prune` knows it for leftovers of interrupted writes
         atomic_write(path, json.dumps(record.to_dict(), sort_keys=True).encode(), temp_prefix=TEMP_PREFIX)
+
+    def mark(self, step: str) -> None:
+        """Note that ``step`` (a key without the step's inputs) has a record; not fsynced: a
+        lost mark only makes that step's next build write its layer before looking it up."""
+        path = self.index / step[:2] / step
+        try:
+            path.touch()
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+    def marked(self, step: str) -> bool:
+        return (self.index / step[:2] / step).exists()
 
     def remove(self, key: str) -> None:
         try:

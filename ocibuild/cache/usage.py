@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
-from ocibuild.cache.records import CONTEXT_DIGESTS, FOLDER, RecordStore
+from ocibuild.cache.records import CONTEXT_DIGESTS, FOLDER, STEP_INDEX, RecordStore
 from ocibuild.errors import OcibuildError
 from ocibuild.oci import REF_NAME, Descriptor, Digest, Reference
 from ocibuild.store.blobs import TEMP_PREFIX, BlobStore
@@ -214,12 +214,12 @@ def _records(root: Path, disk: DiskCounter) -> list[Item]:
 
 
 def _context_digests(root: Path, disk: DiskCounter) -> list[Item]:
-    """The build cache's memo of context digests: one item, used when last written to."""
-    folder = root / FOLDER / CONTEXT_DIGESTS
-    if not folder.is_dir():
+    """The build cache's memo of context digests and its step index: one item, used when last written to."""
+    folders = tuple(f for f in (root / FOLDER / CONTEXT_DIGESTS, root / FOLDER / STEP_INDEX) if f.is_dir())
+    if not folders:
         return []
-    own, newest = disk.tree(folder)
-    return [Item(RECORDS, "context digests", (folder,), own, (), own, newest)]
+    sizes, times = zip(*(disk.tree(f) for f in folders))
+    return [Item(RECORDS, "context digests", folders, sum(sizes), (), sum(sizes), max(times))]
 
 
 def _dirs(folder: Path, kind: str, disk: DiskCounter, *, newest: bool) -> list[Item]:

@@ -17,7 +17,7 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> BuildResul
     with Build(options, reporter) as run:
         result = run.run()
         outputs = options.outputs + ([OutputSpec("registry")] if options.push else [])
-        result.warnings.extend(export(result, outputs, options.tags, run.images, options.registry))
+        result.warnings.extend(export(result, outputs, options.tags, run.images, options.registry, run.archive))
     for warning in result.warnings:
         run.steps.reporter.warn(warning)
     if options.metadata_file:

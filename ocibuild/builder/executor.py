@@ -7,6 +7,7 @@ result is a descriptor in the local blob store that `export` hands to the output
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Refer
 from ocibuild.cache import Record, RecordStore
 from ocibuild.cache.lock import build_lock
 from ocibuild.cache.inline import INLINE_KEY, inline_cache
-from ocibuild.store.archive import open_source
+from ocibuild.store.archive import OciArchiveWriter, open_source
 from ocibuild.store.cachedir import cache_dir
 from ocibuild.store.images import ImageStore
 
@@ -84,6 +85,8 @@ class Build:
         self._scopes: dict[tuple[str, int], StageScope] = {}
         self._bases: dict[tuple[str, str], ImageState] = {}
         self._jobs = threading.BoundedSemaphore(max(1, opts.jobs))  # stages building at once
+        self.archive: OciArchiveWriter | None = None
+        self._streamed: set[tuple[str, int]] = set()  # (platform, stage) of the first image's layers
         self.failed = threading.Event()  # set by the first failing stage: the others stop at their next step
         self._guard = threading.Lock()
         self._loading: dict[tuple[str, str], threading.Lock] = {}
@@ -108,20 +111,34 @@ class Build:
     # -- running -------------------------------------------------------------------------
 
     def __enter__(self) -> "Build":
-        """Hold the cache directory shared until the outputs are written: `prune` waits for us."""
+        """Hold the cache directory shared until the outputs are written: `prune` waits for us.
+        Open the first OCI tar output, which the first platform's new layers go to as they are
+        made (see ``layer_stream``); ``export`` finishes it."""
         self._lock = build_lock(self.cache, on_wait=self.steps.reporter.info)
         self._lock.__enter__()
+        out = next((o for o in self.opts.outputs if o.type == "oci" and o.as_tar and o.dest != "-"), None)
+        try:
+            self.archive = OciArchiveWriter(out.dest).__enter__() if out is not None else None
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        """Remove the scratch space (unpacked stages, ADD archives) once the outputs are written."""
+        """Remove the scratch space (unpacked stages, ADD archives) once the outputs are written,
+        and the archive's temp file if it was not finished."""
         shutil.rmtree(self.scratch, ignore_errors=True)
-        self._lock.__exit__(*exc)
+        try:
+            if self.archive is not None:
+                self.archive.__exit__(*exc)
+        finally:
+            self._lock.__exit__(*exc)
 
     def run(self) -> BuildResult:
         """Build every platform; file contents stay in the scratch space until the Build is closed."""
         platforms = self.opts.platforms or [host_platform()]
         self._preflight(platforms)
+        self._streamed = {(str(platforms[0]), i) for i in self._final_chain(platforms[0])}
         with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
             futures = [pool.submit(self._build_platform, p, multi=len(platforms) > 1) for p in platforms]
             images = dict(zip(map(str, platforms), _results(futures)))
@@ -141,6 +158,16 @@ class Build:
         automatic = {**platform.build_args("TARGET"), **host_platform().build_args("BUILD")}
         scope = GlobalScope(self.dockerfile, self.opts.build_args, automatic)
         return scope, needed_stages(self.dockerfile, self.opts.target, scope)
+
+    def _final_chain(self, platform: Platform) -> list[int]:
+        """The stages whose layers make up the final image: the target and the stages it is FROM."""
+        scope, order = self._plan(platform)
+        chain, stage = [], order[-1]
+        while stage is not None:
+            chain.append(stage.index)
+            parent = self.dockerfile.find_stage(expand_from(stage, scope)[0])
+            stage = parent if parent is not None and parent.index < stage.index else None
+        return chain
 
     def _preflight(self, platforms: list[Platform]) -> None:
         """Fail before any work when a stage with RUN targets a platform this machine cannot run."""
@@ -281,6 +308,13 @@ class Build:
     def _uses_cache(self, stage) -> bool:
         return not (self.opts.no_cache or stage.name in self.opts.no_cache_filter
                     or str(stage.index) in self.opts.no_cache_filter)
+
+    def layer_stream(self, platform: Platform, stage, state: ImageState):
+        """A context manager: where the layer ``stage`` is about to add to ``state`` goes besides
+        the store (the output archive, when it is that archive's next member), or None."""
+        if self.archive is None or (str(platform), stage.index) not in self._streamed:
+            return contextlib.nullcontext()
+        return self.archive.stream_layer(self.images.layout, list(state.layers))
 
     def materialize(self, state: ImageState):
         """The tree of ``state``'s layers, from the cached unpacked chain (made on first need)."""

@@ -17,15 +17,17 @@ from ocibuild.errors import InvalidOption, NotSupported, StoreError
 from ocibuild.layer.extract import apply_layer
 from ocibuild.layer.tarwriter import write_tar
 from ocibuild.oci import IMAGE_NAME, REF_NAME, Descriptor, Digest, Reference
-from ocibuild.store.archive import write_docker_archive, write_oci_archive
+from ocibuild.store.archive import OciArchiveWriter, write_docker_archive, write_oci_archive
 from ocibuild.store.images import ImageStore
 from ocibuild.store.layout import OciLayout
 from ocibuild.store.source import copy
 
 
 def export(result: BuildResult, outputs: list[OutputSpec], tags: list[str], images: ImageStore,
-           registry: RegistryAccess) -> list[str]:
-    """Write every output; with none, keep the image in the local store. Returns warnings."""
+           registry: RegistryAccess, archive: OciArchiveWriter | None = None) -> list[str]:
+    """Write every output; with none, keep the image in the local store. Returns warnings.
+
+    ``archive``: the first OCI tar output, opened by the build (executor.Build.__enter__)."""
     refs = [Reference.parse(t) for t in tags]
     if not outputs:
         for ref in refs:
@@ -38,6 +40,9 @@ def export(result: BuildResult, outputs: list[OutputSpec], tags: list[str], imag
         names = refs + [Reference.parse(n) for n in out.names]
         if out.type in ("registry", "image"):
             _registry(result, out, names, images, registry)
+        elif archive is not None and out.type == "oci" and out.as_tar and out.dest == archive.path:
+            archive.finish(images.layout, _named(result.descriptor, names))
+            archive = None
         else:
             EXPORTERS[out.type](result, out, names, images)
     return []

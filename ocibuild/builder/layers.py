@@ -62,24 +62,41 @@ class LayerMaker:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def make(self, entries: list[TarEntry], report: Callable[[int], None] = lambda n: None
-             ) -> tuple[Descriptor, Digest, bool]:
-        """(layer descriptor, diff_id, reused?) for these entries, written to the store once."""
+    def make(self, entries: list[TarEntry], report: Callable[[int], None] = lambda n: None,
+             tee=None) -> tuple[Descriptor, Digest, bool]:
+        """(layer descriptor, diff_id, reused?) for these entries, written to the store once.
+
+        ``tee``: a member of the output archive (MemberStream) that the compressed bytes go to
+        as well, named once the layer is in the store. Unused when the layer was made before."""
         key = signature(entries)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key in self._memo:
                 return (*self._memo[key], True)
-            result = self._write(entries, report)
+            result = self._write(entries, report, tee)
             self._memo[key] = result
             return (*result, False)
 
-    def _write(self, entries: list[TarEntry], report) -> tuple[Descriptor, Digest]:
+    def _write(self, entries: list[TarEntry], report, tee) -> tuple[Descriptor, Digest]:
         with self.blobs.writer(hash=False) as out:
-            with LayerWriter(out, self.compression, self.level) as layer:
+            with LayerWriter(out if tee is None else _Tee(out, tee), self.compression, self.level) as layer:
                 write_tar(entries, _Counting(layer, report))
             blob = layer.result
             out.commit(blob.digest, blob.size)
         desc = Descriptor(blob.media_type, Digest(blob.digest), blob.size)
+        if tee is not None:
+            tee.finish(desc)
         return desc, Digest(blob.diff_id)
+
+
+class _Tee:
+    """Compressed layer bytes to the store and to the output archive at once."""
+
+    def __init__(self, *outs):
+        self._outs = outs
+
+    def write(self, data) -> int:
+        for out in self._outs:
+            out.write(data)
+        return len(data) if not isinstance(data, memoryview) else data.nbytes

@@ -203,7 +203,8 @@ class StageRunner:
 
         ``on_disk``: the entries came from the disk copy itself (RUN), which is already current."""
         report = lambda n: self.env.steps.reporter.advance(step, n)  # noqa: E731
-        desc, diff_id, _ = self.env.layers.make(entries, report)
+        with self.env.layer_stream(self.target, self.stage, state) as member:
+            desc, diff_id, _ = self.env.layers.make(entries, report, tee=member)
         state.with_layer(desc, diff_id)
         if not on_disk:
             for entry in entries:

@@ -255,6 +255,27 @@ class TarOutput:
             blocks += 1
         self._tar.offset += blocks * tarfile.BLOCKSIZE
 
+    @property
+    def end(self) -> int:
+        """Where the next member starts."""
+        assert self._tar is not None
+        return self._tar.offset
+
+    def truncate(self, offset: int) -> None:
+        """Drop every member from ``offset`` (a former ``end``) on."""
+        assert self._tar is not None and self._file is not None
+        try:
+            self._file.flush()
+            self._file.truncate(offset)
+            self._file.seek(offset)
+        except OSError as e:
+            raise store_error(f"write archive {self.out_path}", e) from None
+        self._tar.offset = offset
+
+    def open_member(self) -> "MemberStream | None":
+        """A blob member to be written before its digest is known; None when streaming to stdout."""
+        return MemberStream(self) if self._file is not None else None
+
     def _add(self, info: tarfile.TarInfo, f: BinaryIO | None) -> None:
         assert self._tar is not None
         try:
@@ -284,6 +305,10 @@ class TarOutput:
             self._abort()
             raise store_error(f"write archive {self.out_path}", e) from None
 
+    def abort(self) -> None:
+        """Remove the temp file: the archive is not written."""
+        self._abort()
+
     def _abort(self) -> None:
         if self._file is not None and not self._file.closed:
             try:
@@ -296,6 +321,62 @@ class TarOutput:
             except FileNotFoundError:
                 pass
             self._temp = None
+
+
+class MemberStream:
+    """The bytes of a blob member as they are made, its header written once they are all there.
+
+    A zero header holds the place; ``finish`` writes the real one (name ``blobs/<alg>/<hex>``,
+    the size) over it: byte for byte what ``add_blob`` would have written. ``discard`` (or
+    leaving a ``with`` block without ``finish``) truncates the archive back to where it began.
+    """
+
+    def __init__(self, out: TarOutput):
+        self._out, self.start, self.size = out, out.end, 0
+        self.digest: str | None = None  # set by a successful finish
+        self._closed = False
+        self._write(bytes(tarfile.BLOCKSIZE))
+
+    def _write(self, data) -> None:
+        try:
+            self._out._file.write(data)
+        except OSError as e:
+            raise store_error(f"write archive {self._out.out_path}", e) from None
+
+    def write(self, data) -> int:
+        self._write(data)
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self.size += n
+        return n
+
+    def finish(self, desc: Descriptor) -> bool:
+        """Name the member after ``desc``; False (and discarded) when it cannot be (see ``discard``)."""
+        out = self._out
+        header = out._info(blob_member(desc.digest), size=self.size).tobuf(out._tar.format, out._tar.encoding,
+                                                                           out._tar.errors)
+        if self.size != desc.size or len(header) != tarfile.BLOCKSIZE:  # 8 GiB and up takes a PAX header
+            self.discard()
+            return False
+        self._write(tarfile.NUL * (-self.size % tarfile.BLOCKSIZE))
+        try:
+            out._file.flush()
+            os.pwrite(out._file.fileno(), header, self.start)
+        except OSError as e:
+            raise store_error(f"write archive {out.out_path}", e) from None
+        out._tar.offset = self.start + tarfile.BLOCKSIZE + self.size + (-self.size % tarfile.BLOCKSIZE)
+        self.digest, self._closed = str(desc.digest), True
+        return True
+
+    def discard(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._out.truncate(self.start)
+
+    def __enter__(self) -> "MemberStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
 
 
 def _copy_range(src_fd: int, dst_fd: int, size: int) -> None:

@@ -12,6 +12,7 @@ from ocibuild.errors import DigestMismatch, InvalidDocument, InvalidReference, N
 from ocibuild.oci import IMAGE_NAME, REF_NAME, Descriptor, Digest, Manifest, MediaType, Platform
 from ocibuild.store import (DockerArchive, OciArchive, OciLayout, copy, load_config, load_document, manifest_for,
                             open_source, walk, write_docker_archive, write_oci_archive)
+from ocibuild.store.archive import OciArchiveWriter
 from support.validate import validate_docker_archive, validate_oci_archive
 from test_store_support import gzip_bytes, layer_tar, put_image, put_multi, run
 
@@ -58,12 +59,65 @@ def test_oci_archive_is_deterministic_and_normalised(layout, tmp_path):
     with tarfile.open(tmp_path / "a.tar") as a, tarfile.open(tmp_path / "c.tar") as c:
         members = a.getmembers()
         names = [m.name for m in members]
-        assert names == sorted(names) and names[:2] == ["blobs", "blobs/sha256"]
+        first = [f"blobs/sha256/{d.digest.encoded}" for d in first_image(layout, entries).layers]
+        assert names[:2 + len(first)] == ["blobs", "blobs/sha256", *first]
+        rest = names[2 + len(first):-2]
+        assert rest == sorted(rest) and not set(rest) & set(first)
         assert names[-2:] == ["index.json", "oci-layout"]
         for m in members:
             assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "", "", 0)
             assert m.mode == (0o755 if m.isdir() else 0o644)
         assert {m.mtime for m in c.getmembers()} == {1700000000}
+
+
+def first_image(source, entries) -> Manifest:
+    doc = load_document(source, entries[0])
+    while not isinstance(doc, Manifest):
+        doc = load_document(source, doc.manifests[0])
+    return doc
+
+
+def streamed_archive(layout, entries, path, streams) -> None:
+    """Write an archive with ``streams``: (layers before, the layer streamed), in turn."""
+    with OciArchiveWriter(path) as archive:
+        for preceding, layer in streams:
+            with archive.stream_layer(layout, preceding) as member:
+                if member is not None:
+                    member.write(layout.read_blob(layer.digest))
+                    assert member.finish(layer)
+        archive.finish(layout, entries)
+
+
+def test_an_archive_with_streamed_layers_has_the_same_bytes(layout, tmp_path):
+    entries = list(layout.index().manifests)
+    write_oci_archive(layout, entries, tmp_path / "plain.tar")
+    layers = first_image(layout, entries).layers
+    # in order, the layers before the streamed one written from the store on the way
+    streamed_archive(layout, entries, tmp_path / "a.tar", [(layers[:-1], layers[-1])])
+    # a layer of another image streamed first: finish cuts it out and writes the right ones
+    other = first_image(layout, [layout.resolve("single")]).layers
+    assert other[-1].digest not in {d.digest for d in layers}
+    streamed_archive(layout, entries, tmp_path / "b.tar", [([], other[-1])])
+    plain = (tmp_path / "plain.tar").read_bytes()
+    assert (tmp_path / "a.tar").read_bytes() == plain and (tmp_path / "b.tar").read_bytes() == plain
+
+
+def test_a_discarded_stream_leaves_nothing(layout, tmp_path):
+    entries = list(layout.index().manifests)
+    layers = first_image(layout, entries).layers
+    with OciArchiveWriter(tmp_path / "a.tar") as archive:
+        with archive.stream_layer(layout, []) as member:
+            member.write(b"half a layer")
+        # the lock is free again, and nothing of the discarded member is left
+        with archive.stream_layer(layout, []) as member:
+            member.write(layout.read_blob(layers[0].digest))
+            assert not member.finish(layers[1])  # the size is not that layer's: refused, discarded
+        archive.finish(layout, entries)
+    write_oci_archive(layout, entries, tmp_path / "plain.tar")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "plain.tar").read_bytes()
+    with pytest.raises(RuntimeError), OciArchiveWriter(tmp_path / "failed.tar"):
+        raise RuntimeError("the build failed")
+    assert not any(p.name.startswith((".failed", "failed")) for p in tmp_path.iterdir())
 
 
 def test_oci_archive_to_stdout(layout, tmp_path, capsysbinary):

@@ -19,13 +19,15 @@ import posixpath
 from dataclasses import dataclass, field, replace
 
 from ocibuild.builder.sources import SourceFS, WILDCARDS, glob
-from ocibuild.builder.tree import Tree, ancestors, clean
+from ocibuild.builder.tree import Tree, clean, parent
 from ocibuild.errors import ContextError
 from ocibuild.layer.entry import Kind, TarEntry
 
 
 @dataclass
 class CopyRequest:
+    """One COPY or ADD, its flags resolved: what `plan_copy` turns into entries."""
+
     sources: list[str]
     dest: str
     fs: SourceFS
@@ -103,23 +105,26 @@ def _copy_one(req: CopyRequest, path: str, dest: str, into_dir: bool, out: dict[
     if node.kind is not Kind.DIR:
         name = path.rpartition("/")[2]
         target = f"{dest}/{name}".lstrip("/") if into_dir else dest
-        out[target] = _own(req, replace(node, path=target))
+        out[target] = _own(req, node, path=target)
         return
     if dest:
-        out[dest] = _own(req, replace(node, path=dest))
+        out[dest] = _own(req, node, path=dest)
     prefix = f"{real}/" if real else ""
     for entry in req.fs.walk(real):
         rel = entry.path[len(prefix):]
         target = f"{dest}/{rel}" if dest else rel
         if entry.kind is Kind.HARDLINK:
             link_rel = entry.linkname[len(prefix):]
-            entry = replace(entry, linkname=f"{dest}/{link_rel}" if dest else link_rel)
-        out[target] = _own(req, replace(entry, path=target))
+            out[target] = _own(req, entry, path=target, linkname=f"{dest}/{link_rel}" if dest else link_rel)
+        else:
+            out[target] = _own(req, entry, path=target)
 
 
-def _own(req: CopyRequest, entry: TarEntry, *, from_source: bool = True) -> TarEntry:
-    """Apply --chown, --chmod, the context's root ownership and the time clamp to one entry."""
-    changes: dict = {"xattrs": {} if req.from_context else entry.xattrs}
+def _own(req: CopyRequest, entry: TarEntry, *, from_source: bool = True, **changes) -> TarEntry:
+    """A copy of one entry with `changes` (its place in the layer) and --chown, --chmod, the
+    context's root ownership and the time clamp applied: one copy per entry, as a COPY of a
+    large tree makes thousands."""
+    changes["xattrs"] = {} if req.from_context else entry.xattrs
     if req.owner is not None:
         changes["uid"], changes["gid"] = req.owner
     elif req.from_context or not from_source:
@@ -137,12 +142,12 @@ def _add_parents(req: CopyRequest, tree: Tree, out: dict[str, TarEntry]) -> None
     uid, gid = req.owner or (0, 0)
     mtime = req.mtime if req.clamp is None else min(req.mtime, req.clamp)
     for path in list(out):
-        for d in ancestors(path):
-            if d in out:
-                continue
+        d = parent(path)
+        while d and d not in out:  # stop at one already in `out`: its parents are added for it
             existing = None if req.link else tree.get(d)
             if existing is not None and existing.kind is Kind.DIR:
                 out[d] = existing if req.clamp is None or existing.mtime <= req.clamp \
                     else replace(existing, mtime=req.clamp)
             else:
                 out[d] = TarEntry(path=d, kind=Kind.DIR, mode=0o755, uid=uid, gid=gid, mtime=mtime)
+            d = parent(d)

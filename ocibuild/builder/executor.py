@@ -378,6 +378,8 @@ class Build:
     # -- the build cache -------------------------------------------------------------------
 
     def _import_caches(self) -> list:
+        if not self.opts.cache_from:  # no --cache-from: do not load the registry code (requests: ~60 ms)
+            return []
         from ocibuild.cache.transport import import_cache  # noqa: PLC0415 - the registry code, when used
         imported = []
         for spec in self.opts.cache_from:

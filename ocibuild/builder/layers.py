@@ -29,16 +29,20 @@ def signature(entries: list[TarEntry]) -> str:
         if e.data is not None:
             h.update(hashlib.sha256(e.data).digest())
         elif e.source is not None:
-            h.update(_source_identity(e.source))
+            h.update(_source_identity(e.source, e.source_id))
     return h.hexdigest()
 
 
-def _source_identity(path: str) -> bytes:
-    try:
-        s = os.stat(path)
-    except OSError as e:
-        raise ContextError(f"cannot read {path}: {e.strerror}") from None
-    return f"{path}\0{s.st_dev}\0{s.st_ino}\0{s.st_size}\0{s.st_mtime_ns}\0{s.st_ctime_ns}".encode()
+def _source_identity(path: str, known: tuple[int, ...] | None) -> bytes:
+    """`path` and its stat identity: `known` (`TarEntry.source_id`, the scan's), else stat it now.
+    A context of thousands of files is not stated again while its hashing threads hold the GIL."""
+    if known is None:
+        try:
+            s = os.stat(path)
+        except OSError as e:
+            raise ContextError(f"cannot read {path}: {e.strerror}") from None
+        known = (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
+    return "\0".join((path, *map(str, known))).encode()
 
 
 class _Counting:

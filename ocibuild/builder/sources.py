@@ -49,18 +49,24 @@ class TreeFS:
 
 
 class ContextFS:
-    """A directory on the host seen through an exclusion predicate (.dockerignore)."""
+    """A directory on the host seen through an exclusion predicate (.dockerignore).
+
+    Its entries carry no xattrs: files from a build context never bring theirs into a layer
+    (copy.py), so reading them would only cost a syscall per path. Its files carry the stat
+    of the scan as their `source_id`: the context is taken not to change during the build.
+    """
 
     def __init__(self, root: str, excluded: Callable[[str], bool] | None = None,
                  may_reinclude: Callable[[str], bool] | None = None):
         self.root = os.path.realpath(root)
+        self._prefix = os.path.join(self.root, "")  # root + "/", computed once: joined for every path
         self._excluded = excluded or (lambda p: False)
         self._may_reinclude = may_reinclude or (lambda p: False)
         self._hardlinks: dict = {}
         self._scans: dict[str, list[tuple[str, os.stat_result]]] = {}
 
     def _host(self, path: str) -> str:
-        return os.path.join(self.root, path) if path else self.root
+        return self._prefix + path if path else self.root
 
     def lookup(self, path: str) -> TarEntry | None:
         if path and self._excluded(path):
@@ -71,7 +77,7 @@ class ContextFS:
             return None
         except OSError as e:
             raise ContextError(f"cannot read {path or '.'!r} in the build context: {e.strerror}") from None
-        return entry_from_stat(path, self._host(path), info)
+        return self._entry(path, info)
 
     def list_dir(self, path: str) -> list[str]:
         try:
@@ -106,7 +112,13 @@ class ContextFS:
     def walk(self, path: str) -> Iterator[TarEntry]:
         hardlinks: dict = {}
         for rel, info in self.scan(path):
-            yield entry_from_stat(rel, self._host(rel), info, hardlinks=hardlinks)
+            yield self._entry(rel, info, hardlinks)
+
+    def _entry(self, path: str, info: os.stat_result, hardlinks: dict | None = None) -> TarEntry:
+        entry = entry_from_stat(path, self._host(path), info, hardlinks=hardlinks, xattrs=False)
+        if entry.kind is Kind.FILE:
+            entry.source_id = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        return entry
 
     def scan(self, path: str) -> list[tuple[str, os.stat_result]]:
         """``(relpath, lstat)`` of everything below ``path`` that .dockerignore leaves in. Read

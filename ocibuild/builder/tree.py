@@ -75,14 +75,24 @@ class Tree:
         old = self._nodes.get(path)
         if old is not None and old.kind is Kind.DIR and entry.kind is not Kind.DIR:
             self.remove(path)
-        for d in ancestors(path):
-            if d not in self._nodes:
-                self._nodes[d] = TarEntry(path=d, kind=Kind.DIR, mode=0o755)
-                self._children.setdefault(parent(d), set()).add(d)
+        self._add_parents(path)
         self._nodes[path] = entry
         self._children.setdefault(parent(path), set()).add(path)
         if entry.kind is Kind.DIR:
             self._children.setdefault(path, set())
+
+    def _add_parents(self, path: str) -> None:
+        """Create the missing directories above ``path`` (0755). A node's parents are always
+        there, so the walk up stops at the first one present: mostly right away, when a COPY
+        puts thousands of entries parents first."""
+        missing = []
+        d = parent(path)
+        while d and d not in self._nodes:
+            missing.append(d)
+            d = parent(d)
+        for d in reversed(missing):
+            self._nodes[d] = TarEntry(path=d, kind=Kind.DIR, mode=0o755)
+            self._children.setdefault(parent(d), set()).add(d)
 
     def children(self, path: str) -> list[str]:
         """The paths directly below ``path``, in no fixed order."""

@@ -187,6 +187,8 @@ class Matcher:
 
     def excluded(self, relpath: str) -> bool:
         """True when ``relpath`` or one of its parent directories is excluded (last match wins)."""
+        if not self.patterns:  # no .dockerignore: asked for every path of the context
+            return False
         path = go_clean(relpath).lstrip("/")
         if path in (".", ""):
             return False

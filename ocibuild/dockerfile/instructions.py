@@ -36,6 +36,8 @@ class Instruction:
 
 @dataclass(frozen=True)
 class KeyValue:
+    """One ``key=value`` of an ENV or a LABEL."""
+
     key: str
     value: str
 
@@ -77,6 +79,8 @@ class EnvInstr(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class LabelInstr(Instruction):
+    """``LABEL key=value ...``."""
+
     pairs: tuple[KeyValue, ...]
     name = "LABEL"
 
@@ -100,6 +104,8 @@ class CopyInstr(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class AddInstr(Instruction):
+    """``ADD``: as COPY, plus archives unpacked, ``--checksum`` and ``--keep-git-dir``."""
+
     sources: tuple[str, ...]
     dest: str
     heredocs: tuple[HeredocDoc, ...] = ()
@@ -115,12 +121,16 @@ class AddInstr(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class WorkdirInstr(Instruction):
+    """``WORKDIR path``."""
+
     path: str
     name = "WORKDIR"
 
 
 @dataclass(frozen=True, kw_only=True)
 class UserInstr(Instruction):
+    """``USER user[:group]``."""
+
     user: str
     name = "USER"
 
@@ -135,6 +145,8 @@ class ExposeInstr(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class VolumeInstr(Instruction):
+    """``VOLUME path ...``, or the JSON form (``json=True``)."""
+
     volumes: tuple[str, ...]
     json: bool = False
     name = "VOLUME"
@@ -150,6 +162,8 @@ class _CommandLine(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class CmdInstr(_CommandLine):
+    """``CMD``."""
+
     name = "CMD"
 
 
@@ -173,12 +187,16 @@ class RunInstr(_CommandLine):
 
 @dataclass(frozen=True, kw_only=True)
 class ShellInstr(Instruction):
+    """``SHELL ["executable", "parameters"]``."""
+
     shell: tuple[str, ...]
     name = "SHELL"
 
 
 @dataclass(frozen=True, kw_only=True)
 class StopSignalInstr(Instruction):
+    """``STOPSIGNAL signal``."""
+
     signal: str
     name = "STOPSIGNAL"
 
@@ -207,5 +225,7 @@ class OnbuildInstr(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class MaintainerInstr(Instruction):
+    """``MAINTAINER name`` (deprecated)."""
+
     maintainer: str
     name = "MAINTAINER"

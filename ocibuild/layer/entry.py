@@ -35,7 +35,10 @@ class TarEntry:
     `mtime` is whole seconds. `size` is meaningful for FILE only. `linkname` is the target of a
     SYMLINK as stored, or for a HARDLINK the layer path of the member it links to.
     A FILE's content is `data` when set, else the bytes of the host file `source` (which must
-    still be `size` bytes long when the tar is written), else empty.
+    still be `size` bytes long when the tar is written), else empty. `source_id`, when set, is
+    ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of `source` as it was scanned, by a
+    reader that knows it stays so while the build uses it (the build context): what tells two
+    layers apart without stating the file again.
     """
 
     path: str
@@ -51,6 +54,7 @@ class TarEntry:
     xattrs: dict[str, bytes] = field(default_factory=dict)
     source: str | None = None
     data: bytes | None = None
+    source_id: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
 
 def check_path(path: str) -> str:

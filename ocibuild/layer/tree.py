@@ -83,7 +83,7 @@ def _listing(directory: str, prefix: str) -> list[tuple[str, str, os.stat_result
 
 def entry_from_stat(path_in_layer: str, host_path: str, st: os.stat_result, *, uid: int | None = None,
                     gid: int | None = None, mode: int | None = None, mtime_clamp: int | None = None,
-                    hardlinks: dict | None = None) -> TarEntry:
+                    hardlinks: dict | None = None, xattrs: bool = True) -> TarEntry:
     """The `TarEntry` for a host path whose lstat is `st`.
 
     Reads the symlink target, device numbers and (best effort: unsupported or unreadable xattrs
@@ -91,7 +91,8 @@ def entry_from_stat(path_in_layer: str, host_path: str, st: os.stat_result, *, u
     path of the first non-directory seen with that inode; a later path with the same inode
     becomes a HARDLINK entry to it. `uid`, `gid`, `mode` (permission bits) replace the host's;
     `mtime_clamp` (SOURCE_DATE_EPOCH) lowers later mtimes to it and leaves earlier ones.
-    Raises ContextError for a socket or an unreadable symlink.
+    ``xattrs=False`` leaves the xattrs out unread (one syscall per path saved) for a caller
+    that drops them anyway. Raises ContextError for a socket or an unreadable symlink.
     """
     kind = _KINDS.get(stat.S_IFMT(st.st_mode))
     if kind is None:
@@ -115,7 +116,8 @@ def entry_from_stat(path_in_layer: str, host_path: str, st: os.stat_result, *, u
             raise ContextError(f"cannot read symlink {path_in_layer!r}: {e.strerror}") from None
     elif kind in (Kind.CHAR, Kind.BLOCK):
         entry.devmajor, entry.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    entry.xattrs = read_xattrs(host_path)
+    if xattrs:
+        entry.xattrs = read_xattrs(host_path)
     return entry
 
 

@@ -37,6 +37,8 @@ def rfc3339(epoch: float) -> str:
 
 @dataclass(frozen=True)
 class ContainerConfig:
+    """The ``config`` object of an image configuration: how a container of the image runs."""
+
     user: str = ""
     exposed_ports: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
@@ -105,6 +107,8 @@ class ContainerConfig:
 
 @dataclass(frozen=True)
 class History:
+    """One ``history`` entry: the step that made a layer (or, ``empty_layer``, none)."""
+
     created: str = ""
     created_by: str = ""
     author: str = ""
@@ -126,6 +130,8 @@ class History:
 
 @dataclass(frozen=True)
 class ImageConfig:
+    """An image configuration: platform, `ContainerConfig`, layer diff_ids, history."""
+
     architecture: str
     os: str
     variant: str = ""

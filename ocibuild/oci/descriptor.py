@@ -18,6 +18,8 @@ CREATED = "org.opencontainers.image.created"
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor: what a blob is (media type), its digest and size."""
+
     media_type: str
     digest: Digest
     size: int

@@ -42,6 +42,8 @@ class _Document:
 
 @dataclass(frozen=True)
 class Manifest(_Document):
+    """An image manifest: the config and layers of one image (or an artifact's blobs)."""
+
     config: Descriptor
     layers: tuple[Descriptor, ...]
     media_type: str = MediaType.OCI_MANIFEST.value
@@ -56,6 +58,8 @@ class Manifest(_Document):
 
 @dataclass(frozen=True)
 class Index(_Document):
+    """An image index: manifests, one per platform (or other descriptors)."""
+
     manifests: tuple[Descriptor, ...]
     media_type: str = MediaType.OCI_INDEX.value
     annotations: dict[str, str] = field(default_factory=dict)

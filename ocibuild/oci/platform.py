@@ -7,9 +7,9 @@ Normal forms follow BuildKit: `arm` means `arm/v7`, `arm64/v8` means `arm64` (no
 
 from __future__ import annotations
 
-import platform as _host
 import re
 from dataclasses import dataclass, field
+from os import uname  # platform.machine() is uname().machine; the `platform` module is slow to import
 
 from ocibuild.errors import InvalidPlatform
 
@@ -29,6 +29,8 @@ _OS_ALIASES = {"macos": "darwin"}
 
 @dataclass(frozen=True, order=True)
 class Platform:
+    """A normalised ``os/arch[/variant]`` (`parse`, `normalized`); `str()` gives it back."""
+
     os: str
     architecture: str
     variant: str = ""
@@ -134,7 +136,7 @@ def _normal_variant(arch: str, variant: str, shown: str) -> str:
 
 def host_platform() -> Platform:
     """The platform of this machine (Linux only: ocibuild builds Linux images)."""
-    return Platform.normalized("linux", _host.machine() or "amd64")
+    return Platform.normalized("linux", uname().machine or "amd64")
 
 
 def parse_platforms(text: str) -> list[Platform]:

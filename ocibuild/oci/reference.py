@@ -26,6 +26,8 @@ MAX_NAME_LENGTH = 255
 
 @dataclass(frozen=True)
 class Reference:
+    """A normalised image reference: ``registry/repository[:tag][@digest]``."""
+
     registry: str
     repository: str
     tag: str = ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import socket
 import struct
 import fcntl
 
@@ -110,6 +109,8 @@ def mount_overlay(target: str, lower: list[str], upper: str, work: str, flavour:
 
 def loopback_up() -> None:
     """Bring up `lo` in a fresh network namespace, as Docker's --network=none does."""
+    import socket  # here: the builder imports this module for `resolve` alone, on every build
+
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         req = fcntl.ioctl(s.fileno(), siocgifflags, struct.pack("16sH22x", b"lo", 0))

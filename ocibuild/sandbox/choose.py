@@ -12,17 +12,21 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from ocibuild.errors import SandboxError
 
 from ocibuild.sandbox import overlay
 from ocibuild.sandbox.ids import rootless_maps
-from ocibuild.sandbox.namespaces import CHILD, NamespaceSandbox
-
-PROBE_NO_OVERLAY = 3  # _child.PROBE_NO_OVERLAY: namespaces work, overlayfs does not
-from ocibuild.sandbox.proot import ProotSandbox
 from ocibuild.sandbox.spec import Sandbox
 
+if TYPE_CHECKING:
+    from ocibuild.sandbox.proot import ProotSandbox
+
+# The sandboxes themselves (namespaces.py, proot.py and what they import) are loaded by the
+# functions below, when a build first has a RUN step: a COPY-only build never needs them.
+
+PROBE_NO_OVERLAY = 3  # _child.PROBE_NO_OVERLAY: namespaces work, overlayfs does not
 KINDS = ("auto", "root", "userns", "proot")
 
 
@@ -42,6 +46,8 @@ def overlay_support(kind: str) -> tuple[str | None, str]:
 @functools.cache
 def _probe(kind: str, with_overlay: bool) -> tuple[str | None, str | None, str]:
     """(why namespaces fail or None, overlay flavour or None, why no overlay): one helper run."""
+    from ocibuild.sandbox.namespaces import CHILD  # loaded on first use: see the top of the module
+
     with overlay.probe_dir() as d:
         argv = [sys.executable, "-S", "-E", "-s", CHILD, "--probe", kind] + ([d] if with_overlay else [])
         proc = subprocess.run(argv, capture_output=True, text=True, env={}, cwd="/")
@@ -74,6 +80,8 @@ def choose(kind: str = "auto") -> Sandbox:
 
 def _fallback() -> ProotSandbox | None:
     """proot, for a foreign platform that no binfmt_misc handler serves."""
+    from ocibuild.sandbox.proot import ProotSandbox
+
     return ProotSandbox("proot -q: no binfmt_misc handler for this platform") if shutil.which("proot") else None
 
 
@@ -84,6 +92,8 @@ def _root() -> tuple[Sandbox | None, str]:
     if why_not:
         return None, f"namespaces are refused ({why_not})"
     flavour, why = _overlay("root", "as root, in new mount/pid/uts/ipc namespaces")
+    from ocibuild.sandbox.namespaces import NamespaceSandbox
+
     return NamespaceSandbox("root", why, userns=False, fallback=_fallback(), overlay=flavour), ""
 
 
@@ -101,6 +111,8 @@ def _userns() -> tuple[Sandbox | None, str]:
         why = ("rootless, in a user namespace that maps only root (no /etc/subuid range or no "
                "newuidmap): RUN steps cannot switch to another user")
     flavour, why = _overlay("userns", why)
+    from ocibuild.sandbox.namespaces import NamespaceSandbox
+
     return NamespaceSandbox("userns", why, userns=True, ids=ids, fallback=_fallback(), overlay=flavour), ""
 
 
@@ -115,4 +127,6 @@ def _overlay(kind: str, why: str) -> tuple[str | None, str]:
 def _proot() -> tuple[Sandbox | None, str]:
     if not shutil.which("proot"):
         return None, "proot is not installed (apt-get install proot)"
+    from ocibuild.sandbox.proot import ProotSandbox
+
     return ProotSandbox(), ""

@@ -14,12 +14,12 @@ rename of identical content is idempotent.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -31,10 +31,9 @@ CHUNK = 1 << 20  # copy and write-buffer size
 # and gathering them cost a copy and a growing bytearray for no fewer system calls worth having.
 DIRECT_WRITE = 64 << 10
 # A blob is fsynced before it is renamed into place. Left to the end, that fsync waits for the
-# whole blob to reach the disk (about 1 s for a 700 MB layer here); starting the writeback of
-# every 32 MiB as it is written lets the disk work while the compressor does, and the final
-# fsync finds little left to do.
-WRITEBACK_CHUNK = 32 << 20
+# whole blob to reach the disk; a large blob is therefore fdatasynced every SYNC_CHUNK as it is
+# written, on a thread of its own (_Syncer), and the final fsync finds little left to do.
+SYNC_CHUNK = 32 << 20
 TEMP_PREFIX = ".partial-"  # temp files live beside the blobs; listings skip dot files
 BLOB_MODE = 0o444
 
@@ -47,26 +46,6 @@ def store_error(what: str, e: OSError) -> StoreError:
     if e.errno == errno.ENOENT:
         return NotFound(f"{what}: {cause}")
     return StoreError(f"{what}: {cause}")
-
-
-def _load_sync_file_range():
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    return fn
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a range to disk, without waiting (Linux only; else nothing)."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(path: Path) -> None:
@@ -244,7 +223,8 @@ class BlobWriter(io.RawIOBase):
         self._buf = bytearray()
         self._written = 0
         self._on_disk = 0  # bytes handed to the kernel (_written counts the buffer too)
-        self._synced = 0  # bytes whose writeback to disk has been started
+        self._synced = 0  # bytes handed to the kernel when the syncer was last asked to sync
+        self._syncer: _Syncer | None = None
         self.digest: Digest | None = None
         self.size: int | None = None
         alg_dir = store.dir / (expected.algorithm if expected else "sha256")
@@ -314,6 +294,7 @@ class BlobWriter(io.RawIOBase):
         what = f"store blob {claimed or self._name()}"
         try:
             self._flush_buffer()
+            self._stop_syncer()
             os.fsync(self._fd)
             os.fchmod(self._fd, BLOB_MODE)
             fd, self._fd = self._fd, -1
@@ -351,14 +332,25 @@ class BlobWriter(io.RawIOBase):
             while offset < len(data):
                 offset += _write(self._fd, data[offset:] if offset else data)
             end = self._on_disk = self._on_disk + len(data)
-            if end - self._synced >= WRITEBACK_CHUNK:
-                _start_writeback(self._fd, self._synced, end - self._synced)
+            if end - self._synced >= SYNC_CHUNK:
+                self._syncer = self._syncer or _Syncer(self._fd)
+                self._syncer.request()
                 self._synced = end
         except OSError as e:
             self._discard()
             raise store_error(f"store blob {self._name()}: write after {self._written} bytes", e) from None
 
+    def _stop_syncer(self) -> None:
+        """Wait for the syncer; raise what it met (the final fsync would not report it again)."""
+        syncer, self._syncer = self._syncer, None
+        if syncer is not None and (error := syncer.stop()) is not None:
+            raise error
+
     def _discard(self) -> None:
+        try:
+            self._stop_syncer()
+        except OSError:
+            pass  # discarded anyway
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -387,6 +379,42 @@ class BlobWriter(io.RawIOBase):
                 self.commit()
         finally:
             self.close()
+
+
+class _Syncer:
+    """fdatasync a file being written, on a thread of its own, whenever ``request``ed.
+
+    Why not sync_file_range: it only starts the writeback. The journal commit that allocates
+    the blocks, and on a filesystem mounted with ``discard`` the trimming of what was deleted
+    before, then all wait in the final fsync: measured here, 0.66 s for a 655 MB blob written
+    after 1.3 GB had been deleted, against 0.03 s when the file is fdatasynced as it grows.
+    On a thread, the writer never waits for the disk.
+    """
+
+    def __init__(self, fd: int):
+        self._fd, self._stopping, self._error = fd, False, None
+        self._wanted = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="blob-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while self._wanted.wait() and not self._stopping:
+            self._wanted.clear()
+            try:
+                os.fdatasync(self._fd)
+            except OSError as e:
+                self._error = e
+                return
+
+    def stop(self) -> OSError | None:
+        """Wait for a sync under way; the error of one that failed."""
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+        return self._error
 
 
 class VerifyingReader(io.RawIOBase):

@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import subprocess
+import threading
 
 import pytest
 
@@ -238,16 +239,27 @@ def test_unhashed_writer_may_rely_on_expected(tmp_path):
             w.commit(sha(b"other"), 5)
 
 
-def test_early_writeback_covers_every_byte_once(tmp_path, monkeypatch):
-    # Ranges handed to sync_file_range follow the bytes on disk, buffered or written directly.
+def test_a_large_blob_is_synced_as_it_is_written(tmp_path, monkeypatch):
+    # Every SYNC_CHUNK handed to the kernel asks the syncer thread for an fdatasync; a failed
+    # one fails the commit (the final fsync would not report the same error again).
     from ocibuild.store import blobs as blobs_mod
-    ranges = []
-    monkeypatch.setattr(blobs_mod, "WRITEBACK_CHUNK", 1 << 20)
-    monkeypatch.setattr(blobs_mod, "_start_writeback", lambda fd, off, n: ranges.append((off, n)))
+    synced = []
+    monkeypatch.setattr(blobs_mod, "SYNC_CHUNK", 1 << 20)
+    monkeypatch.setattr(blobs_mod.os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size))
     store = blobs_mod.BlobStore(tmp_path)
     with store.writer() as w:
         for size in (100, 300 << 10, 5, 2 << 20, 70 << 10, 1 << 20, 9) * 3:
             w.write(b"x" * size)
-    starts = [0] + [off + n for off, n in ranges]
-    assert [off for off, _ in ranges] == starts[:-1]  # contiguous, from 0
-    assert starts[-1] <= w.size
+    assert synced and synced == sorted(synced) and synced[-1] <= w.size
+    assert store.has(w.digest)
+
+    failed = threading.Event()
+
+    def fail(fd):
+        failed.set()
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(blobs_mod.os, "fdatasync", fail)
+    with pytest.raises(StoreError, match="Input/output error"), store.writer() as w:
+        w.write(b"y" * (3 << 20))
+        assert failed.wait(10)
+    assert not any(p.name.startswith(".partial-") for p in (tmp_path / "blobs" / "sha256").iterdir())

@@ -104,6 +104,8 @@ class OciArchiveWriter:
         written = [digest for digest, _ in self._layers]
         if [d.digest for d in wanted[:len(written)]] != written:
             return None
+        if not all(src.has_blob(d.digest) for d in wanted[len(written):]):
+            return None  # a foreign layer (urls, not at hand) is left out, by finish too
         for d in wanted[len(written):]:
             self._add_layer(src, d)
         return self._out.open_member()

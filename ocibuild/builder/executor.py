@@ -392,11 +392,12 @@ class Build:
 
     def _export_caches(self, finals) -> None:
         """`--cache-to`: mode=min the steps of the images built, mode=max every step of the build."""
+        specs = [spec for spec in self.opts.cache_to if spec.type != "inline"]  # inline: in _write_image
+        if not specs:
+            return  # without loading the registry code (requests, oras: 0.1-0.2 s)
         from ocibuild.cache.transport import export_cache  # noqa: PLC0415 - the registry code, when used
         chains = {key for state in finals for key in state.keys}
-        for spec in self.opts.cache_to:
-            if spec.type == "inline":
-                continue  # in the image configs (_write_image)
+        for spec in specs:
             used = self.cache_steps.used
             records = used if spec.mode == "max" else {k: r for k, r in used.items() if k in chains}
             try:

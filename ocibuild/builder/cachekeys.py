@@ -60,8 +60,9 @@ class ContentKeys:
     Hashing a large context costs a full read; the result is remembered under a signature
     of the files' stat identity (inode, size, mtime, ctime), so an unchanged checkout is not
     read again, while a fresh one (new inodes and times, same content) gets the same digest.
-    A digest not remembered is computed on a thread of its own: a step that cannot be a cache
-    hit writes its layer meanwhile (stage.py), and the platforms of a build share one hashing.
+    A digest not remembered is computed on a thread of its own when the files are large
+    (``_mostly_large``): a step that cannot be a cache hit writes its layer meanwhile
+    (stage.py). The platforms of a build share one hashing.
     """
 
     def __init__(self, cache: Path):
@@ -95,8 +96,11 @@ class ContentKeys:
         try:
             future.set_result(remembered.read_text().strip())
         except OSError:
-            threading.Thread(target=self._hash, args=(fs, files, remembered, future), name="context-hash",
-                             daemon=True).start()
+            if _mostly_large(files):
+                threading.Thread(target=self._hash, args=(fs, files, remembered, future), name="context-hash",
+                                 daemon=True).start()
+            else:
+                self._hash(fs, files, remembered, future)
         return future
 
     def _hash(self, fs: ContextFS, files, remembered: Path, future: Future[str]) -> None:
@@ -115,6 +119,17 @@ class ContentKeys:
         with contextlib.suppress(OSError):  # only a memo: without it the next build hashes again
             remembered.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(remembered, h.hexdigest().encode())
+
+
+def _mostly_large(files) -> bool:
+    """Whether hashing ``files`` on a thread overlaps with the build's other work.
+
+    Large files are hashed in C with the GIL released; small ones by Python, file by file,
+    which on a thread fights the layer writer's own Python for the GIL (50,000 files of
+    1-4 KiB built 35% slower that way). So: when the files average LARGE_FILE or more.
+    """
+    sizes = [s.st_size for _, s in files if s is not None and stat.S_ISREG(s.st_mode)]
+    return bool(sizes) and sum(sizes) >= LARGE_FILE * len(sizes)
 
 
 def _subtree(fs: ContextFS, path: str):

@@ -109,10 +109,12 @@ def test_a_rebuild_with_no_change_is_all_cached_and_identical(busybox, ctx, tmp_
 
 
 def test_a_fresh_checkout_of_the_same_files_is_all_cached(busybox, ctx, tmp_path, capsys):
-    """The first build, into an empty cache, writes each COPY layer while it hashes the context
-    (no record could match); a copy of the context with new inodes and times must then find
+    """The first build, into an empty cache, writes the `COPY lib/` layer while it hashes those
+    files (no record could match); a copy of the context with new inodes and times must then find
     those records under the keys it computes before looking them up."""
     cache = tmp_path / "cache"
+    for i, path in enumerate(sorted((ctx / "lib").iterdir())):  # large files: hashed on a thread (cachekeys.py)
+        path.write_bytes(hashlib.sha256(str(i).encode()).digest() * 8192)
     build(busybox, ctx, cache, "-o", f"type=oci,dest={tmp_path / 'a.tar'}", capsys=capsys)
     checkout = shutil.copytree(ctx, tmp_path / "checkout", copy_function=shutil.copy)  # times: now
     assert os.stat(checkout / "app" / "f0000").st_mtime_ns != os.stat(ctx / "app" / "f0000").st_mtime_ns

@@ -1,10 +1,12 @@
 """Local persistence: blob store, OCI layout, OCI and docker archives, the local image store.
 
     blobs.py           BlobStore / BlobWriter / VerifyingReader: atomic, verified, content-addressed
+    syncer.py          Syncer: fdatasync a large blob on a thread while it is written
     source.py          the ImageSource protocol; load_document, load_config, walk, manifest_for, copy
     layout.py          OciLayout: an ImageSource you can write, index.json under flock
-    tarfiles.py        safe indexed tar reading, deterministic tar writing
-    archive.py         write_oci_archive, OciArchive, open_source
+    tarfiles.py        safe indexed tar reading, deterministic tar writing (MemberStream: a member
+                       written before its digest is known)
+    archive.py         write_oci_archive, OciArchiveWriter (layers streamed in), OciArchive, open_source
     docker_archive.py  write_docker_archive, DockerArchive (``docker save`` / ``docker load``)
     cachedir.py        cache_dir()
     images.py          ImageStore: named local images in one layout at the cache root

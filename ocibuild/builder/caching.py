@@ -3,7 +3,8 @@
 Records come from the local store (`<cache>/buildcache/records`) and, after it, from the
 caches named by `--cache-from`. A record is only a hit when its layer blob is at hand (or can
 be fetched from the cache it came from): anything missing or corrupt is a miss with a
-warning, never a failed or wrong build.
+warning, never a failed or wrong build. `import_caches` and `export_caches` are the ends of
+`--cache-from` and `--cache-to`; they load the registry code only when one is given.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 from collections.abc import Callable
 
 from ocibuild.cache import Record, RecordStore
-from ocibuild.errors import OcibuildError
+from ocibuild.errors import CacheError, OcibuildError
 from ocibuild.store.blobs import BlobStore
 
 
@@ -78,3 +79,35 @@ class StepCache:
             self.store(key, record, step)
             return record
         return None
+
+
+def import_caches(specs, platforms, options, warn: Callable[[str], None]) -> list:
+    """`--cache-from`: the caches that could be read (ImportedCache); the others are warnings."""
+    if not specs:
+        return []  # without loading the registry code (requests, oras: 0.1-0.2 s)
+    from ocibuild.cache.transport import import_cache  # noqa: PLC0415 - the registry code, when used
+    imported = []
+    for spec in specs:
+        try:
+            imported.append(import_cache(spec, platforms=platforms, options=options))
+        except CacheError as e:
+            warn(f"{e.message}; building without it")
+    return imported
+
+
+def export_caches(specs, used: dict[str, Record], finals, blobs: BlobStore, options,
+                  warn: Callable[[str], None]) -> None:
+    """`--cache-to`: mode=min the steps of the images built (``finals``), mode=max every step used."""
+    specs = [spec for spec in specs if spec.type != "inline"]  # inline: in the image configs
+    if not specs:
+        return  # without loading the registry code
+    from ocibuild.cache.transport import export_cache  # noqa: PLC0415 - the registry code, when used
+    chains = {key for state in finals for key in state.keys}
+    for spec in specs:
+        records = used if spec.mode == "max" else {k: r for k, r in used.items() if k in chains}
+        try:
+            export_cache(spec, records, blobs, options=options)
+        except CacheError as e:
+            if not spec.ignore_error:
+                raise
+            warn(f"{e.message} (ignored: ignore-error=true)")

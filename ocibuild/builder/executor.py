@@ -22,7 +22,7 @@ from pathlib import Path
 from ocibuild.builder.add import plan_add
 from ocibuild.builder import cachekeys
 from ocibuild.builder.base import load_image, tree_from_dir, unpacked
-from ocibuild.builder.caching import StepCache
+from ocibuild.builder.caching import StepCache, export_caches, import_caches
 from ocibuild.builder.events import NullReporter, Reporter, Steps
 from ocibuild.builder.layers import LayerMaker
 from ocibuild.builder.mounts import MountPlanner
@@ -36,7 +36,7 @@ from ocibuild.dockerfile import (
     stage_dependencies,
 )
 from ocibuild.dockerfile.ignore import match_component
-from ocibuild.errors import BuildError, CacheError, Cancelled, ContextError, NotFound, OcibuildError
+from ocibuild.errors import BuildError, Cancelled, ContextError, NotFound, OcibuildError
 from ocibuild.sandbox import check_platforms
 from ocibuild.sandbox import choose as choose_sandbox
 from ocibuild.oci import Descriptor, Index, Manifest, MediaType, Platform, Reference, host_platform, rfc3339
@@ -92,7 +92,8 @@ class Build:
         self._loading: dict[tuple[str, str], threading.Lock] = {}
         self.content = cachekeys.ContentKeys(self.cache)
         self.cache_steps = StepCache(RecordStore(self.cache), self.blobs, warn=self.steps.reporter.warn,
-                                     imported=self._import_caches())
+                                     imported=import_caches(opts.cache_from, opts.platforms or [host_platform()],
+                                                            opts.registry.options, self.steps.reporter.warn))
 
     def _load_definition(self) -> tuple[Dockerfile, ContextFS]:
         context = self.opts.context
@@ -145,7 +146,8 @@ class Build:
         for name in self._unused:
             self.steps.reporter.warn(f"build argument {name!r} is not consumed by any instruction")
         manifests = {name: self._write_image(state) for name, state in images.items()}
-        self._export_caches(images.values())
+        export_caches(self.opts.cache_to, self.cache_steps.used, images.values(), self.blobs,
+                      self.opts.registry.options, self.steps.reporter.warn)
         if len(manifests) == 1:
             top = next(iter(manifests.values()))
         else:
@@ -376,36 +378,6 @@ class Build:
         return plan_add(req, tree, match_component, self.scratch)
 
     # -- the build cache -------------------------------------------------------------------
-
-    def _import_caches(self) -> list:
-        if not self.opts.cache_from:  # no --cache-from: do not load the registry code (requests: ~60 ms)
-            return []
-        from ocibuild.cache.transport import import_cache  # noqa: PLC0415 - the registry code, when used
-        imported = []
-        for spec in self.opts.cache_from:
-            try:
-                imported.append(import_cache(spec, platforms=self.opts.platforms or [host_platform()],
-                                             options=self.opts.registry.options))
-            except CacheError as e:
-                self.steps.reporter.warn(f"{e.message}; building without it")
-        return imported
-
-    def _export_caches(self, finals) -> None:
-        """`--cache-to`: mode=min the steps of the images built, mode=max every step of the build."""
-        specs = [spec for spec in self.opts.cache_to if spec.type != "inline"]  # inline: in _write_image
-        if not specs:
-            return  # without loading the registry code (requests, oras: 0.1-0.2 s)
-        from ocibuild.cache.transport import export_cache  # noqa: PLC0415 - the registry code, when used
-        chains = {key for state in finals for key in state.keys}
-        for spec in specs:
-            used = self.cache_steps.used
-            records = used if spec.mode == "max" else {k: r for k, r in used.items() if k in chains}
-            try:
-                export_cache(spec, records, self.blobs, options=self.opts.registry.options)
-            except CacheError as e:
-                if not spec.ignore_error:
-                    raise
-                self.steps.reporter.warn(f"{e.message} (ignored: ignore-error=true)")
 
     def _inline_cache(self, state: ImageState):
         if not any(spec.type == "inline" for spec in self.opts.cache_to):

@@ -67,8 +67,9 @@ class StageRunner:
             # No record exists for this instruction here, so no content can hit: the layer is
             # written while the context is hashed, which only names the record.
             record = self._execute(step, instr, state, scope)
-            self.env.cache_steps.store(key(inputs.result()), record, prefix)
-            return key(inputs.result()), record
+            full = key(inputs.result())
+            self.env.cache_steps.store(full, record, prefix)
+            return full, record
         full = key(inputs.result() if isinstance(inputs, Future) else inputs)
         record = self.env.lookup(full, prefix, self.stage)
         if record is not None:

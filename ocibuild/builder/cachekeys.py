@@ -30,10 +30,12 @@ from ocibuild.cache import Record
 from ocibuild.cache.records import CONTEXT_DIGESTS, FOLDER
 from ocibuild.dockerfile.ignore import match_component
 from ocibuild.errors import ContextError
+from ocibuild.layer.tarwriter import file_digest
 from ocibuild.store.layout import atomic_write
 
-HASH_WORKERS = 4  # file hashing overlaps reads with sha256 (both release the GIL)
+HASH_WORKERS = 4  # file hashing overlaps reads with hashing (both release the GIL)
 LARGE_FILE = 128 << 10  # files at least this big are hashed on the worker threads
+FILE_DIGEST = "blake3"  # of file contents (tarwriter.file_digest); in the memo's name, so a change rehashes
 
 
 def digest_of(*parts) -> str:
@@ -54,82 +56,89 @@ def after(chain: str, instr: dict, record: Record) -> str:
     return digest_of("after", chain, instr, str(record.diff_id or ""))
 
 
+@dataclasses.dataclass(frozen=True)
+class ContextFiles:
+    """What a COPY/ADD or bind mount reads from a context directory, and its digest if remembered."""
+
+    fs: ContextFS
+    files: list[tuple[str, os.stat_result | None]]  # (relpath, lstat), None: where a pattern starts
+    memo: Path        # where the digest is remembered, named by the files' stat identity
+    known: str | None
+
+
 class ContentKeys:
     """Digests of what COPY/ADD and bind mounts read from a directory on this machine.
 
     Hashing a large context costs a full read; the result is remembered under a signature
     of the files' stat identity (inode, size, mtime, ctime), so an unchanged checkout is not
     read again, while a fresh one (new inodes and times, same content) gets the same digest.
-    A digest not remembered is computed on a thread of its own when the files are large
-    (``_mostly_large``): a step that cannot be a cache hit writes its layer meanwhile
-    (stage.py). The platforms of a build share one hashing.
+    A step that cannot be a cache hit writes its layer first and passes the digests the tar
+    writer took of the files as it read them (stage.py), so a first build reads them once.
+    The platforms of a build share one digest.
     """
 
     def __init__(self, cache: Path):
         self.root = cache / FOLDER / CONTEXT_DIGESTS
-        self._hashing: dict[str, Future[str]] = {}
+        self._digests: dict[str, Future[str]] = {}
         self._guard = threading.Lock()
 
-    def of_patterns(self, fs: ContextFS, patterns: list[str]) -> Future[str]:
+    def of_patterns(self, fs: ContextFS, patterns: list[str]) -> ContextFiles:
         """Everything the patterns (with wildcards) select, and all below the selected directories."""
         files: list[tuple[str, os.stat_result | None]] = []
         for pattern in patterns:
             files.append((f"?{pattern}", None))  # where each pattern's files start
             for path in glob(fs, pattern, match_component):
                 files.extend(_subtree(fs, fs.resolve(path)))
-        return self._digest(fs, files)
+        return self._select(fs, files)
 
     def of_dir(self, fs: ContextFS, path: str) -> str:
-        return self._digest(fs, list(_subtree(fs, fs.resolve(path.strip("/"))))).result()
+        return self.digest(self._select(fs, list(_subtree(fs, fs.resolve(path.strip("/"))))))
 
-    def _digest(self, fs: ContextFS, files: list[tuple[str, os.stat_result | None]]) -> Future[str]:
-        signature = hashlib.sha256()
+    def _select(self, fs: ContextFS, files: list[tuple[str, os.stat_result | None]]) -> ContextFiles:
+        signature = hashlib.sha256(FILE_DIGEST.encode())
         for rel, s in files:
             identity = (rel,) if s is None else (rel, s.st_mode, s.st_dev, s.st_ino, s.st_size,
                                                  s.st_mtime_ns, s.st_ctime_ns)
             signature.update(repr(identity).encode())
-        remembered = self.root / signature.hexdigest()[:2] / signature.hexdigest()
-        with self._guard:
-            if (future := self._hashing.get(remembered.name)) is not None:
-                return future
-            future = self._hashing[remembered.name] = Future()
+        memo = self.root / signature.hexdigest()[:2] / signature.hexdigest()
         try:
-            future.set_result(remembered.read_text().strip())
+            known = memo.read_text().strip()
         except OSError:
-            if _mostly_large(files):
-                threading.Thread(target=self._hash, args=(fs, files, remembered, future), name="context-hash",
-                                 daemon=True).start()
-            else:
-                self._hash(fs, files, remembered, future)
-        return future
+            known = None
+        return ContextFiles(fs, files, memo, known)
 
-    def _hash(self, fs: ContextFS, files, remembered: Path, future: Future[str]) -> None:
+    def digest(self, selected: ContextFiles, read: dict[str, str] | None = None) -> str:
+        """The digest of ``selected``: remembered, else computed once per build (and remembered).
+
+        ``read``: digests of files already read (``tarwriter.file_digest``, by host path); the
+        others are read here."""
+        if selected.known is not None:
+            return selected.known
+        with self._guard:
+            ours = selected.memo.name not in self._digests
+            future = self._digests.setdefault(selected.memo.name, Future())
+        if not ours:  # another platform's step is computing it
+            return future.result()
         try:
-            h = hashlib.sha256()
-            for rel, content in _contents(fs, files):
-                h.update(f"{rel}\0{content}\n".encode())
-        except OSError as e:
-            where = os.path.relpath(e.filename, fs.root) if e.filename else "a file"
-            future.set_exception(ContextError(f"cannot read {where!r} in the build context: {e.strerror}"))
-            return
-        except BaseException as e:  # noqa: BLE001 - raised again by future.result()
+            future.set_result(_hash(selected, read or {}))
+        except BaseException as e:  # noqa: BLE001 - raised here, and by future.result() elsewhere
             future.set_exception(e)
-            return
-        future.set_result(h.hexdigest())
+            raise
         with contextlib.suppress(OSError):  # only a memo: without it the next build hashes again
-            remembered.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(remembered, h.hexdigest().encode())
+            selected.memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(selected.memo, future.result().encode())
+        return future.result()
 
 
-def _mostly_large(files) -> bool:
-    """Whether hashing ``files`` on a thread overlaps with the build's other work.
-
-    Large files are hashed in C with the GIL released; small ones by Python, file by file,
-    which on a thread fights the layer writer's own Python for the GIL (50,000 files of
-    1-4 KiB built 35% slower that way). So: when the files average LARGE_FILE or more.
-    """
-    sizes = [s.st_size for _, s in files if s is not None and stat.S_ISREG(s.st_mode)]
-    return bool(sizes) and sum(sizes) >= LARGE_FILE * len(sizes)
+def _hash(selected: ContextFiles, read: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    try:
+        for rel, content in _contents(selected.fs, selected.files, read):
+            h.update(f"{rel}\0{content}\n".encode())
+    except OSError as e:
+        where = os.path.relpath(e.filename, selected.fs.root) if e.filename else "a file"
+        raise ContextError(f"cannot read {where!r} in the build context: {e.strerror}") from None
+    return h.hexdigest()
 
 
 def _subtree(fs: ContextFS, path: str):
@@ -140,30 +149,26 @@ def _subtree(fs: ContextFS, path: str):
     yield from fs.scan(path)
 
 
-def _contents(fs: ContextFS, files):
+def _contents(fs: ContextFS, files, read: dict[str, str]):
     """(relpath, what of it a copy keeps): type, permissions, and the content digest or link target."""
     def regular(s) -> bool:
         return s is not None and stat.S_ISREG(s.st_mode)
 
+    def unread(rel, s) -> bool:
+        return regular(s) and os.path.join(fs.root, rel) not in read
+
     # Large files on a few threads, in order (reading and hashing release the GIL); small ones
     # here, where handing them to a thread would cost more than hashing them.
     with ThreadPoolExecutor(HASH_WORKERS) as pool:
-        large = pool.map(_file_sha256, (os.path.join(fs.root, rel) for rel, s in files
-                                        if regular(s) and s.st_size >= LARGE_FILE))
+        large = pool.map(file_digest, (os.path.join(fs.root, rel) for rel, s in files
+                                       if unread(rel, s) and s.st_size >= LARGE_FILE))
         for rel, s in files:
             if s is None:
                 yield rel, ""
             elif stat.S_ISLNK(s.st_mode):
                 yield rel, f"link {os.readlink(os.path.join(fs.root, rel))}"
             else:
-                digest = "" if not regular(s) else next(large) if s.st_size >= LARGE_FILE \
-                    else _file_sha256(os.path.join(fs.root, rel))
+                host = os.path.join(fs.root, rel)
+                digest = "" if not regular(s) else read[host] if host in read \
+                    else next(large) if s.st_size >= LARGE_FILE else file_digest(host)
                 yield rel, f"{stat.S_IFMT(s.st_mode):o} {stat.S_IMODE(s.st_mode):o} {digest}"
-
-
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

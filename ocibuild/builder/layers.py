@@ -62,36 +62,40 @@ class LayerMaker:
         self.blobs = blobs
         self.compression = compression
         self.level = level
-        self._memo: dict[str, tuple[Descriptor, Digest]] = {}
+        self._memo: dict[str, tuple[Descriptor, Digest, dict[str, str] | None]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def make(self, entries: list[TarEntry], report: Callable[[int], None] = lambda n: None,
-             tee=None) -> tuple[Descriptor, Digest, bool]:
-        """(layer descriptor, diff_id, reused?) for these entries, written to the store once.
+             tee=None, file_digests: dict[str, str] | None = None) -> tuple[Descriptor, Digest]:
+        """(layer descriptor, diff_id) for these entries, written to the store once.
 
         ``tee``: a member of the output archive (MemberStream) that the compressed bytes go to
-        as well, named once the layer is in the store. Unused when the layer was made before."""
+        as well, named once the layer is in the store. Unused when the layer was made before.
+        ``file_digests``: receives the digests of the source files read (tarwriter.write_tar),
+        or, for a layer made before, those its first writing took if it was asked for them."""
         key = signature(entries)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            if key in self._memo:
-                return (*self._memo[key], True)
-            result = self._write(entries, report, tee)
-            self._memo[key] = result
-            return (*result, False)
+            if key not in self._memo:
+                self._memo[key] = self._write(entries, report, tee, file_digests is not None)
+            desc, diff_id, digests = self._memo[key]
+        if file_digests is not None and digests:
+            file_digests.update(digests)
+        return desc, diff_id
 
-    def _write(self, entries: list[TarEntry], report, tee) -> tuple[Descriptor, Digest]:
+    def _write(self, entries: list[TarEntry], report, tee, digest_files: bool):
+        digests = {} if digest_files else None
         with self.blobs.writer(hash=False) as out:
             with LayerWriter(out if tee is None else _Tee(out, tee), self.compression, self.level) as layer:
-                write_tar(entries, _Counting(layer, report))
+                write_tar(entries, _Counting(layer, report), digests)
             blob = layer.result
             out.commit(blob.digest, blob.size)
         desc = Descriptor(blob.media_type, Digest(blob.digest), blob.size)
         if tee is not None:
             tee.finish(desc)
-        return desc, Digest(blob.diff_id)
+        return desc, Digest(blob.diff_id), digests
 
 
 class _Tee:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -63,14 +62,17 @@ class StageRunner:
             return cachekeys.digest_of("step", state.key, text, inputs, self.env.layer_format)
 
         inputs, prefix = self._inputs(instr, state, scope), key(None)
-        if isinstance(inputs, Future) and not inputs.done() and not self.env.may_hit(prefix, self.stage):
-            # No record exists for this instruction here, so no content can hit: the layer is
-            # written while the context is hashed, which only names the record.
-            record = self._execute(step, instr, state, scope)
-            full = key(inputs.result())
-            self.env.cache_steps.store(full, record, prefix)
-            return full, record
-        full = key(inputs.result() if isinstance(inputs, Future) else inputs)
+        if isinstance(inputs, cachekeys.ContextFiles):
+            if inputs.known is None and not self.env.may_hit(prefix, self.stage):
+                # No record exists for this instruction here, so no content can hit: the layer
+                # is written first, and the digests of the files it read name the record.
+                read: dict[str, str] = {}
+                record = self._execute(step, instr, state, scope, read)
+                full = key(self.env.content.digest(inputs, read))
+                self.env.cache_steps.store(full, record, prefix)
+                return full, record
+            inputs = self.env.content.digest(inputs)
+        full = key(inputs)
         record = self.env.lookup(full, prefix, self.stage)
         if record is not None:
             self._replay(instr, state, scope, record)
@@ -80,10 +82,12 @@ class StageRunner:
             self.env.cache_steps.store(full, record, prefix)
         return full, record
 
-    def _execute(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope) -> Record:
+    def _execute(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope,
+                 read: dict[str, str] | None = None) -> Record:
+        """Run the step; ``read`` receives the digests of the context files a COPY/ADD read."""
         created = self.env.created
         text = self._describe(instr, state, scope)
-        layer = self._make_layer(step, instr, state, scope)
+        layer = self._make_layer(step, instr, state, scope, read)
         self._history(state, text, empty=layer is None, created=created)
         return Record(created, *layer) if layer else Record(created)
 
@@ -113,14 +117,15 @@ class StageRunner:
             raise NotSupported(f"{instr.name} is not supported")
         return handler(instr, state)
 
-    def _make_layer(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope):
+    def _make_layer(self, step: int, instr: ins.Instruction, state: ImageState, scope: StageScope,
+                    read: dict[str, str] | None):
         """(descriptor, diff_id) of the layer the step adds, or None."""
         if isinstance(instr, ins.RunInstr):
             return self._run(step, instr, state, scope)
         if isinstance(instr, ins.WorkdirInstr):
             return self._workdir(step, state)
         if isinstance(instr, (ins.CopyInstr, ins.AddInstr)):
-            return self._copy(step, instr, state)
+            return self._copy(step, instr, state, read)
         return None
 
     def _inputs(self, instr: ins.Instruction, state: ImageState, scope: StageScope):
@@ -171,7 +176,7 @@ class StageRunner:
                              clamp=self.env.epoch)
         return self._commit_layer(step, entries, state)
 
-    def _copy(self, step: int, instr, state: ImageState):
+    def _copy(self, step: int, instr, state: ImageState, read: dict[str, str] | None):
         fs, origin, from_context = self._source(instr, state)
         owner = self._owner(instr.chown, state) if instr.chown else None
         req = CopyRequest(
@@ -184,7 +189,7 @@ class StageRunner:
             entries = self.env.plan_add(req, state.tree)
         else:
             entries = plan_copy(req, state.tree, match_component)
-        return self._commit_layer(step, entries, state)
+        return self._commit_layer(step, entries, state, read=read)
 
     def _source(self, instr, state: ImageState) -> tuple[SourceFS, str, bool]:
         source = getattr(instr, "from_", None)
@@ -199,13 +204,15 @@ class StageRunner:
     def _owner(self, spec: str, state: ImageState) -> tuple[int, int]:
         return resolve_owner(spec, state.tree)
 
-    def _commit_layer(self, step: int, entries: list[TarEntry], state: ImageState, *, on_disk: bool = False):
+    def _commit_layer(self, step: int, entries: list[TarEntry], state: ImageState, *, on_disk: bool = False,
+                      read: dict[str, str] | None = None):
         """Write the layer; keep the tree (and the stage's disk copy, once there is one) in step.
 
-        ``on_disk``: the entries came from the disk copy itself (RUN), which is already current."""
+        ``on_disk``: the entries came from the disk copy itself (RUN), which is already current.
+        ``read``: receives the digests of the source files read (LayerMaker.make)."""
         report = lambda n: self.env.steps.reporter.advance(step, n)  # noqa: E731
         with self.env.layer_stream(self.target, self.stage, state) as member:
-            desc, diff_id, _ = self.env.layers.make(entries, report, tee=member)
+            desc, diff_id = self.env.layers.make(entries, report, tee=member, file_digests=read)
         state.with_layer(desc, diff_id)
         if not on_disk:
             for entry in entries:

@@ -29,8 +29,8 @@ FOLDER = "buildcache"
 # an unchanged checkout is not hashed again (a speed-up only; `prune` removes it with the records).
 CONTEXT_DIGESTS = "sources"
 # Also beside them: the steps (chain and instruction, not what they read) that have a record.
-# A step not listed cannot be a hit whatever it reads, so the build writes its layer while it
-# hashes the context instead of before (stage.py). Pruned with the context digests.
+# A step not listed cannot be a hit whatever it reads, so the build writes its layer first and
+# keys it by the digests taken as the files were read (stage.py). Pruned with the context digests.
 STEP_INDEX = "steps"
 
 

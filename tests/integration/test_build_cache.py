@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ocibuild.builder import cachekeys
 from ocibuild.cli import main
 from ocibuild.layerspec import build as build_base
 from ocibuild.layerspec import load_spec
@@ -108,19 +109,25 @@ def test_a_rebuild_with_no_change_is_all_cached_and_identical(busybox, ctx, tmp_
     assert probe_runs(cache) == 2  # once per platform, in the first build only
 
 
-def test_a_fresh_checkout_of_the_same_files_is_all_cached(busybox, ctx, tmp_path, capsys):
-    """The first build, into an empty cache, writes the `COPY lib/` layer while it hashes those
-    files (no record could match); a copy of the context with new inodes and times must then find
-    those records under the keys it computes before looking them up."""
+def test_a_fresh_checkout_of_the_same_files_is_all_cached(busybox, ctx, tmp_path, capsys, monkeypatch):
+    """The first build, into an empty cache, keys `COPY lib/` and `COPY app/` by the digests the
+    tar writer took as it read the files (no record could match, so the layer came first) and
+    reads no file a second time; a copy of the context with new inodes and times must then find
+    those records under the keys it computes by reading the files before looking them up."""
     cache = tmp_path / "cache"
-    for i, path in enumerate(sorted((ctx / "lib").iterdir())):  # large files: hashed on a thread (cachekeys.py)
-        path.write_bytes(hashlib.sha256(str(i).encode()).digest() * 8192)
+    for i, path in enumerate(sorted((ctx / "lib").iterdir())):  # some span the tar writer's 1 MiB buffer
+        path.write_bytes(hashlib.sha256(str(i).encode()).digest() * (8192 << (i % 3)))
+    hashed = []
+    digest = cachekeys.file_digest
+    monkeypatch.setattr(cachekeys, "file_digest", lambda path: hashed.append(path) or digest(path))
     build(busybox, ctx, cache, "-o", f"type=oci,dest={tmp_path / 'a.tar'}", capsys=capsys)
+    assert hashed == []
     checkout = shutil.copytree(ctx, tmp_path / "checkout", copy_function=shutil.copy)  # times: now
     assert os.stat(checkout / "app" / "f0000").st_mtime_ns != os.stat(ctx / "app" / "f0000").st_mtime_ns
     again, _ = build(busybox, checkout, cache, "-o", f"type=oci,dest={tmp_path / 'b.tar'}", capsys=capsys)
     assert set(again.values()) == {"CACHED"}
     assert index_digest(tmp_path / "a.tar") == index_digest(tmp_path / "b.tar")
+    assert len(hashed) == 1010  # lib/ and app/, once for both platforms
 
 
 def test_a_one_file_change_reruns_only_what_reads_it(busybox, ctx, tmp_path, capsys):

@@ -8,12 +8,14 @@ import os
 import shutil
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 from ocibuild.errors import ContextError
 from ocibuild.layer.entry import Kind, TarEntry, check_path, sort_entries
-from ocibuild.layer.tarwriter import write_tar
+from ocibuild.layer.tarwriter import file_digest, write_tar
 
 LONG = "deep/" + "d" * 120 + "/" + "f" * 140
 UNICODE = "données/naïve-ファイル.txt"
@@ -137,6 +139,21 @@ def test_contents_across_buffer_edges_match_tarfile(tmp_path, size):
         entries.append(TarEntry(f"f{i}", Kind.FILE, 0o644, size=n, source=str(src)))
     with tarfile.open(fileobj=io.BytesIO(tar_bytes(entries))) as tar:
         assert [tar.extractfile(m).read() for m in tar] == [(tmp_path / f"f{i}").read_bytes() for i in range(3)]
+
+
+@pytest.mark.parametrize("size", [1, (1 << 20) - 512, 1 << 20, 3 << 20])
+def test_file_digests_are_the_blake3_of_what_was_read(tmp_path, size):
+    """The cache keys COPY by these (builder/cachekeys.py): they must equal a plain read's."""
+    entries = []
+    for i, n in enumerate((size, 700, size)):
+        src = tmp_path / f"f{i}"
+        src.write_bytes(os.urandom(n))
+        entries.append(TarEntry(f"f{i}", Kind.FILE, 0o644, size=n, source=str(src)))
+    entries.append(TarEntry("inline", Kind.FILE, 0o644, data=b"not a file"))
+    digests: dict[str, str] = {}
+    write_tar(entries, io.BytesIO(), digests)
+    assert digests == {e.source: blake3(Path(e.source).read_bytes()).hexdigest() for e in entries[:3]}
+    assert digests == {e.source: file_digest(e.source) for e in entries[:3]}
 
 
 @pytest.mark.parametrize("size", [(1 << 20) - 1024, (1 << 20) - 512, 1 << 20, 2 << 20])
